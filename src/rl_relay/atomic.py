@@ -59,5 +59,5 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``target`` atomically."""
-    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Write ``obj`` as indented JSON (keys in their given order) to ``target`` atomically."""
+    atomic_write_text(target, json.dumps(obj, indent=2) + "\n")

@@ -180,7 +180,9 @@ def run_supervised(
                 child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                logger.warning("child %d exceeded its timeout of %ss; ending it", child.pid, timeout)
+                logger.warning(
+                    "child %d ran over its timeout of %ss; ending it", child.pid, timeout
+                )
                 end_process_group(child.pid, kill_grace)
                 child.wait()
             # Anything the child left behind in its group (workers, daemons) ends with it.

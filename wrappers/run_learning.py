@@ -1,0 +1,18 @@
+#!/usr/bin/env python3
+"""cluster_utils job script: merge the sampled parameters into configs, train, report.
+
+Run by cluster_utils as ``run_learning.py --job-id N --cluster-utils-server IP:PORT
+--parameter-dict "{...}"``, or by hand as ``run_learning.py params.json``. The package is
+imported from this checkout's ``src/`` first, so a job runs the code of the checkout that
+cluster_utils cloned for it, not whatever version happens to be installed.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from rl_relay.job import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
