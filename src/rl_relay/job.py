@@ -162,6 +162,20 @@ def _describe_exit(result: ChildResult, timeout: float | None) -> str:
     return f"exited with code {result.returncode}"
 
 
+def _failed_attempt(
+    state: State, step: Step, run_dir: Path, result: ChildResult, timeout: float | None
+) -> tuple[State, bool]:
+    reason = _describe_exit(result, timeout)
+    tail = _tail(run_dir / STDERR_FILE)
+    logger.error(
+        "attempt failed: %s %s%s",
+        step.dir_name,
+        reason,
+        f"; last lines of its stderr:\n    {tail}" if tail else "",
+    )
+    return state.failed(step, reason, str(run_dir)), result.preempted
+
+
 def run_step(job: Job, state: State, step: Step) -> tuple[State, bool]:
     """Run one step and return the new state and whether a preemption signal came.
 
@@ -204,22 +218,16 @@ def run_step(job: Job, state: State, step: Step) -> tuple[State, bool]:
         result.duration,
     )
 
+    if result.timed_out:  # whatever the learner did when its time was up
+        return _failed_attempt(state, step, run_dir, result, job.params.learning_timeout)
     if result.returncode == exit_codes.RESUME:
         logger.info("%s checkpointed to resume later", step.dir_name)
         return state.preempted(step, checkpoint=save_path), True
     if result.preempted and result.returncode in [-s for s in result.forwarded]:
         logger.warning("%s was stopped by a preemption signal without a checkpoint", step.dir_name)
         return state.preempted(step, checkpoint=None), True
-    if result.returncode != 0 or result.timed_out:
-        reason = _describe_exit(result, job.params.learning_timeout)
-        tail = _tail(run_dir / STDERR_FILE)
-        logger.error(
-            "attempt failed: %s %s%s",
-            step.dir_name,
-            reason,
-            f"; last lines of its stderr:\n    {tail}" if tail else "",
-        )
-        return state.failed(step, reason, str(run_dir)), result.preempted
+    if result.returncode != 0:
+        return _failed_attempt(state, step, run_dir, result, job.params.learning_timeout)
 
     progress = run_dir / LOG_DIR / PROGRESS_FILE
     last_iteration = step.iteration + 1 >= job.plan.iterations

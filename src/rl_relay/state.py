@@ -70,7 +70,8 @@ class RunState:
     """Where one learning run stands."""
 
     run: int
-    #: Seed per attempt, index = attempt number; the last one is the current attempt's.
+    #: Seed per attempt, index = attempt number; the last one is the current (or, after
+    #: the run gave up, the next) attempt's.
     seeds: list[int]
     iteration: int = 0
     #: Model the current iteration continues from ("" = train from scratch).
@@ -194,11 +195,12 @@ class State:
         """The step failed: start the run over with a new seed, or give up."""
         new, run = self._copy_current(step)
         run.failures.append(Failure(step.attempt, step.iteration, step.seed, reason, run_dir))
+        # Prepare the next attempt even when this was the last allowed one: raising
+        # max_attempts and starting again must not repeat the failed attempt.
+        run.seeds.append(derive_seed(new.plan.base_seed, run.run, run.attempt + 1))
+        run.iteration = 0
+        run.load_path = ""
         run.resume_path = ""
-        if len(run.failures) < new.plan.max_attempts:
-            run.seeds.append(derive_seed(new.plan.base_seed, run.run, run.attempt + 1))
-            run.iteration = 0
-            run.load_path = ""
         return new
 
     def preempted(self, step: Step, checkpoint: str | None) -> State:

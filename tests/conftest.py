@@ -1,0 +1,87 @@
+"""Shared fixtures: the stand-in learner's templates and a way to run run_learning for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_LEARNING = REPO / "wrappers" / "run_learning.py"
+STAND_IN_LEARNER = REPO / "tests" / "stand_ins" / "learner.py"
+
+
+@pytest.fixture(autouse=True)
+def _cluster_utils_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """cluster_utils crashes when ~/.cache is missing; give every test its own cache dir."""
+    monkeypatch.setenv("CLUSTER_UTILS_CACHE_DIR", str(tmp_path_factory.mktemp("cu_cache")))
+
+
+def write_stand_in_templates(directory: Path, rl: dict[str, Any] | None = None) -> Path:
+    """A template index for the stand-in learner; returns the index path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rl_config = {
+        "learning_rate": 1.0,
+        "ticks": 3,
+        "tick_seconds": 0.0,
+        "policy_kwargs": {"net_arch": [64, 64]},
+        "fail_dirs": [],
+        "load_path": "",
+        "save_path": "",
+        "log_path": "",
+    }
+    rl_config.update(rl or {})
+    (directory / "rl.json").write_text(json.dumps(rl_config))
+    (directory / "common.json").write_text(
+        json.dumps({"seed": 0, "training_iteration": 0, "training_iterations": 1, "other": "x"})
+    )
+    index = directory / "index.json"
+    index.write_text(json.dumps({"rl_config": "rl.json", "rl_common_config": "common.json"}))
+    return index
+
+
+@pytest.fixture
+def make_job(tmp_path: Path) -> Callable[..., Path]:
+    """Write templates and a parameter file; return the parameter file's path."""
+
+    def make(rl: dict[str, Any] | None = None, **params: Any) -> Path:
+        index = write_stand_in_templates(tmp_path / "templates", rl)
+        full = {
+            "config": {"config_templates": str(index)},
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+            "working_dir": str(tmp_path / "wd"),
+            "learning_runs_per_job": 2,
+            "max_attempts": 2,
+            "training_iterations": 1,
+        }
+        full.update(params)
+        path = tmp_path / "params.json"
+        path.write_text(json.dumps(full))
+        return path
+
+    return make
+
+
+def run_learning(
+    params_file: Path, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """Run wrappers/run_learning.py by hand (parameter-file form) as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, str(RUN_LEARNING), str(params_file)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=params_file.parent,
+        env=dict(os.environ),
+        **kwargs,
+    )
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
