@@ -4,69 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, STAND_IN_LEARNER, write_stand_in_templates
+from conftest import STAND_IN_LEARNER, hp_optimization, local_settings, write_stand_in_templates
 
 pytestmark = pytest.mark.slow
-
-
-def local_settings(tmp_path: Path, fixed: dict, samples: int = 4) -> Path:
-    """Settings for cluster_utils' local backend that never wait for the keyboard."""
-    settings = {
-        "optimization_procedure_name": "local_test",
-        "results_dir": str(tmp_path / "results"),
-        "run_in_working_dir": True,
-        "no_user_interaction": True,
-        "generate_report": "never",
-        "script_relative_path": "wrappers/run_learning.py",
-        "remove_jobs_dir": False,
-        "remove_working_dirs": False,
-        "environment_setup": {"virtual_env_path": sys.prefix},
-        "cluster_requirements": {"request_cpus": 1},
-        "fixed_params": fixed,
-        "optimized_params": [
-            {
-                "param": "config.rl_config.learning_rate",
-                "distribution": "TruncatedLogNormal",
-                "bounds": [0.1, 3.0],
-            },
-            {
-                "param": "config.rl_config.policy_kwargs.net_arch:1",
-                "distribution": "IntNormal",
-                "bounds": [16, 256],
-            },
-        ],
-        "optimizer_str": "cem_metaoptimizer",
-        "optimizer_settings": {"with_restarts": False, "num_jobs_in_elite": 2},
-        "optimization_setting": {
-            "metric_to_optimize": "mean_eprewmean",
-            "minimize": False,
-            "number_of_samples": samples,
-            "n_jobs_per_iteration": 2,
-            "run_local": True,
-        },
-        "num_best_jobs_whose_data_is_kept": 1,
-    }
-    path = tmp_path / "settings.json"
-    path.write_text(json.dumps(settings))
-    return path
-
-
-def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cluster_utils.hp_optimization", str(settings), *overrides],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-        env=dict(os.environ),
-    )
 
 
 def test_chained_jobs_resume_through_the_server_and_report_rewards(tmp_path: Path) -> None:
