@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up and run the quick start: a small local HPO of PPO on CartPole-v1 (no cluster,
+# no container), two chained training iterations per run, then an HTML report.
+# Extra arguments are passed to hp_optimization as override strings, e.g.
+#   bash scripts/quickstart.sh 'optimization_setting.number_of_samples=8'
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/setup.sh
+source "$repo/scripts/setup.sh"
+cd "$repo"
+name="ppo_local_$(date +%Y%m%d-%H%M%S)"  # a new name: cluster_utils asks before reusing one
+results="$repo/results"
+overrides=("optimization_procedure_name=\"$name\"" "results_dir=\"$results\"" "$@")
+rl-relay check hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
+python -m cluster_utils.hp_optimization hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
+rl-relay report "$results/$name"
