@@ -22,13 +22,20 @@ SUBCOMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="rl-relay", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    # Import only the chosen subcommand: `check` must not pay for the report's matplotlib.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text, description=module.__doc__))
+        sub_parser = sub.add_parser(name, help=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            sub_parser.description = module.__doc__
+            sub_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+            module.add_arguments(sub_parser)
+            modules[name] = module
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     return int(modules[args.command].run(args))

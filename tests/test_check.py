@@ -1,0 +1,138 @@
+"""rl-relay check: every problem found before submission, with file, key and what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, STAND_IN_LEARNER, local_settings, write_stand_in_templates
+
+
+def check(settings: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rl_relay.cli", "check", str(settings), *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=env or dict(os.environ),
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Path:
+    index = write_stand_in_templates(tmp_path / "templates")
+    return local_settings(
+        tmp_path,
+        {
+            "config.config_templates": str(index),
+            "learning_runs_per_job": 1,
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        },
+    )
+
+
+def edit(path: Path, change) -> Path:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_good_settings_pass_with_exit_0(settings: Path) -> None:
+    proc = check(settings)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All checks passed." in proc.stdout
+    assert "ok    a sampled configuration" in proc.stdout
+
+
+def test_every_problem_is_reported_with_file_and_key(settings: Path) -> None:
+    def break_it(s: dict) -> None:
+        s["fixed_params"]["config.rl_config.nokey"] = 1
+        s["optimization_setting"]["metric_to_optimize"] = "reward"
+        s["no_user_interaction"] = False
+        del s["environment_setup"]
+        del s["optimization_setting"]["run_local"]
+        s["script_relative_path"] = "wrappers/nope.py"
+
+    proc = check(edit(settings, break_it))
+    assert proc.returncode == 1
+    out = proc.stdout
+    expected = [
+        "fixed_params: parameter 'config.rl_config.nokey'",
+        "has no key 'nokey'",
+        "metric_to_optimize: 'reward' is never reported",
+        "no_user_interaction: is not true",
+        "environment_setup: cluster_utils 3 fails with AttributeError",
+        "optimization_setting.run_local: is not set",
+        "script_relative_path: ",
+        "skip  search space",
+    ]
+    for text in expected:
+        assert text in out, text
+    assert all(
+        line.startswith(f"  FAIL  {settings}: ") for line in out.splitlines() if "FAIL" in line
+    )
+
+
+def test_search_space_types_and_indices(settings: Path) -> None:
+    def add(s: dict) -> None:
+        s["optimized_params"] += [
+            {
+                "param": "config.rl_config.ticks",
+                "distribution": "TruncatedNormal",
+                "bounds": [1, 5],
+            },
+            {
+                "param": "config.rl_config.policy_kwargs.net_arch:4",
+                "distribution": "IntNormal",
+                "bounds": [1, 5],
+            },
+            {"param": "config.rl_config.ticks", "distribution": "Gaussian", "bounds": [1, 5]},
+        ]
+
+    proc = check(edit(settings, add))
+    assert proc.returncode == 1
+    assert "optimized_params[2]: TruncatedNormal samples a float" in proc.stdout
+    assert "use IntNormal/IntLogNormal for integers" in proc.stdout
+    assert "optimized_params[3]: IntNormal samples 1" in proc.stdout
+    assert "index 4 is out of range" in proc.stdout
+    assert "optimized_params[4]: distribution 'Gaussian'" in proc.stdout
+
+
+def test_command_line_overrides_are_read_like_cluster_utils(settings: Path) -> None:
+    results = json.loads(settings.read_text())["results_dir"]
+    Path(results, "local_test").mkdir(parents=True)
+    proc = check(settings)
+    assert proc.returncode == 1
+    assert "optimization_procedure_name: the results directory" in proc.stdout
+    assert check(settings, 'optimization_procedure_name="another"').returncode == 0
+
+
+def test_slurm_requirements_when_sbatch_is_on_path(settings: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text("#!/bin/sh\nexit 0\n")  # only its presence matters to cluster_utils
+    sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    proc = check(settings, env=env)
+    assert proc.returncode == 1
+    assert "(engine: slurm)" in proc.stdout
+    for key in ("partition", "memory_in_mb", "request_time"):
+        assert f"cluster_requirements.{key}: is missing, and slurm" in proc.stdout
+    assert "cluster_requirements.request_cpus" not in proc.stdout
+
+
+def test_unreadable_settings_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    proc = check(bad)
+    assert proc.returncode == 1
+    assert f"FAIL {bad}: cannot be read as cluster_utils reads it" in proc.stdout
