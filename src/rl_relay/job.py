@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -378,17 +379,23 @@ class ClusterUtilsServer:
 
 
 def _setup_logging(working_dir: Path | None) -> None:
-    fmt = logging.Formatter("%(asctime)s run_learning %(levelname)s: %(message)s", "%H:%M:%S")
+    """Log to stderr and, once the working dir is known, to ``run_learning.log`` in it.
+
+    The file gets full timestamps: it is the record of every start, step and exit of the
+    job across all its cluster jobs (bench/quickstart.py reads it).
+    """
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    if not any(isinstance(h, logging.StreamHandler) for h in root.handlers):
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(fmt)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s run_learning %(levelname)s: %(message)s", "%H:%M:%S")
+        )
         root.addHandler(handler)
     if working_dir is not None:
         working_dir.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(working_dir / JOB_LOG, encoding="utf-8")
-        file_handler.setFormatter(fmt)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
         root.addHandler(file_handler)
 
 
@@ -423,8 +430,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         return _fail(server, f"configuration error, nothing was started:\n{err}")
     _setup_logging(job.params.working_dir)
+    logger.info("job started (pid %d, host %s)", os.getpid(), socket.gethostname())
+    code = exit_codes.RESUME
     try:
-        return run(job, server)
+        code = run(job, server)
     except KeyboardInterrupt:
         logger.warning("interrupted; run the same command again to continue")
-        return exit_codes.RESUME
+    except SystemExit as exit_:  # exit_for_resume
+        code = exit_.code if isinstance(exit_.code, int) else exit_codes.FAILURE
+        raise
+    finally:
+        logger.info("job ends with exit code %d", code)
+    return code
