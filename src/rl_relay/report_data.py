@@ -294,7 +294,8 @@ def find_procedure_dir(path: Path) -> Path:
 def _job_dirs(procedure: Path) -> dict[int, list[Path]]:
     """Candidate working directories per job id, in order of preference."""
     found: dict[int, list[Path]] = {}
-    for parent, prefix in ((procedure / WORKING_DIRS, ""), (procedure / BEST_JOBS, BEST_JOB_PREFIX)):
+    places = ((procedure / WORKING_DIRS, ""), (procedure / BEST_JOBS, BEST_JOB_PREFIX))
+    for parent, prefix in places:
         if not parent.is_dir():
             continue
         for child in parent.iterdir():
@@ -401,9 +402,7 @@ def _infer_minimize(rows: list[dict[str, str]], metric: str) -> bool:
     return ascending and not descending
 
 
-def load_results(
-    path: Path, metric: str = DEFAULT_METRIC, minimize: bool | None = None
-) -> Results:
+def load_results(path: Path, metric: str = DEFAULT_METRIC, minimize: bool | None = None) -> Results:
     """Read one optimisation procedure, finished or still running.
 
     ``minimize`` None infers the direction from the order of all_data.csv (maximise when
@@ -521,9 +520,7 @@ def read_curve(job: JobInfo, run: RunInfo, reward_column: str | None = None) -> 
     offset = 0
     for i, (header, rows) in enumerate(files):
         if i > 0 and rows:
-            first = (
-                _number(rows[0][header.index(TIMESTEPS_COLUMN)]) if use_steps else float(offset)
-            )
+            first = _number(rows[0][header.index(TIMESTEPS_COLUMN)]) if use_steps else float(offset)
             if first is not None:
                 boundaries.append(first)
         if column not in header:
