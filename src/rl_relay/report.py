@@ -16,12 +16,14 @@ import datetime
 import html
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rl_relay import exit_codes
 from rl_relay.atomic import atomic_write_text
+from rl_relay.job import STDERR_FILE
 from rl_relay.report_data import (
     DEFAULT_METRIC,
     DONE,
@@ -247,7 +249,7 @@ def failures_figure(results: Results, out: Path) -> str | None:
     ax.set_xlabel("job id")
     ax.set_ylabel("count")
     ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, out, "failures_and_resumes.png")
@@ -267,11 +269,36 @@ tr.best td { background: #fff2e6; font-weight: bold; }
 """
 
 
+class Markup(str):
+    """Text that is already HTML: table cells holding it are not escaped again."""
+
+
 def _e(value: Any) -> str:
-    return html.escape(str(value))
+    return value if isinstance(value, Markup) else html.escape(str(value))
+
+
+def _link(path: Path | None, out: Path, root: Path) -> Markup | str:
+    """A link relative to the page (still valid when the results dir moves), named from root."""
+    if path is None:
+        return "–"
+    try:
+        href = os.path.relpath(path, out)
+    except ValueError:  # another drive on Windows
+        href = path.as_uri()
+    try:
+        text = str(path.relative_to(root))
+    except ValueError:
+        text = str(path)
+    return Markup(f'<a href="{html.escape(href)}">{html.escape(text)}</a>')
+
+
+def _or_dash(value: Any) -> Any:
+    return "–" if value is None else value
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, Markup):
+        return value
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -306,7 +333,7 @@ def _runs_text(job: JobInfo) -> str:
     return f"{job.runs_done}/{total}"
 
 
-def _best_section(results: Results, top: int) -> str:
+def _best_section(results: Results, top: int, out: Path) -> str:
     jobs = results.finished()[:top]
     if not jobs:
         return "<p>No job has reported results yet.</p>"
@@ -340,7 +367,7 @@ def _best_section(results: Results, top: int) -> str:
             ]
         )
     best = jobs[0]
-    where = f" ({_e(best.working_dir)})" if best.working_dir else ""
+    where = f" ({_link(best.working_dir, out, results.directory)})" if best.working_dir else ""
     direction = "lowest" if results.minimize else "highest"
     lead = (
         f"<p>Best: <b>job {best.job_id}</b>, {_e(results.metric)} = "
@@ -359,7 +386,7 @@ def _best_section(results: Results, top: int) -> str:
     )
 
 
-def _failures_section(results: Results, figure: str | None) -> str:
+def _failures_section(results: Results, figure: str | None, out: Path) -> str:
     parts = []
     total_failed = sum(j.failed_attempts for j in results.jobs)
     total_resumes = sum(j.resumes for j in results.jobs)
@@ -370,7 +397,14 @@ def _failures_section(results: Results, figure: str | None) -> str:
     )
     parts.append(_img(figure, "failed attempts and resumes per job"))
     rows = [
-        [j.job_id, f.run, f.attempt, f.iteration, f.reason, str(f.run_dir / "stderr.txt")]
+        [
+            j.job_id,
+            f.run,
+            f.attempt,
+            f.iteration,
+            f.reason,
+            _link(f.run_dir / STDERR_FILE, out, results.directory),
+        ]
         for j in results.jobs
         for f in j.failures
     ]
@@ -385,7 +419,7 @@ def _failures_section(results: Results, figure: str | None) -> str:
     return "".join(parts)
 
 
-def _jobs_section(results: Results) -> str:
+def _jobs_section(results: Results, out: Path) -> str:
     std_metric = results.std_metric()
     headers = [
         "job",
@@ -414,14 +448,14 @@ def _jobs_section(results: Results) -> str:
             [
                 job.job_id,
                 status,
-                job.value(results.metric) or "–",
+                _or_dash(job.value(results.metric)),
                 job.metrics.get(std_metric, "–"),
                 _runs_text(job),
                 rewards,
                 job.failed_attempts,
                 job.resumes,
                 job.exits_for_resume,
-                str(job.working_dir or "–"),
+                _link(job.working_dir, out, results.directory),
             ]
         )
         classes.append(job.status)
@@ -441,7 +475,7 @@ def write_report(
     failures = failures_figure(results, out)
 
     done, running, failed = (len(results.by_status(s)) for s in (DONE, RUNNING, FAILED))
-    state = "still running or stopped early" if running else "finished"
+    state = "some still running, or stopped early" if running else "none running"
     now = datetime.datetime.now().isoformat(timespec="seconds")
     summary = [
         f"Results: <code>{_e(results.directory)}</code>",
@@ -463,7 +497,7 @@ def write_report(
         "<ul>" + "".join(f"<li>{s}</li>" for s in summary) + "</ul>",
         notes,
         "<h2>Best configurations</h2>",
-        _best_section(results, top),
+        _best_section(results, top, out),
         "<h2>Objective against each hyperparameter</h2>",
         _img(objective, "objective against each hyperparameter") or "<p>Nothing to plot yet.</p>",
         "<h2>Objective over the jobs</h2>",
@@ -472,9 +506,9 @@ def write_report(
         _img(curves_png, "learning curves") or "<p>No progress.csv to plot yet.</p>",
         curve_note,
         "<h2>Failed attempts and resumes</h2>",
-        _failures_section(results, failures),
+        _failures_section(results, failures, out),
         "<h2>All jobs</h2>",
-        _jobs_section(results),
+        _jobs_section(results, out),
     ]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
