@@ -329,8 +329,12 @@ def _img(name: str | None, alt: str) -> str:
 
 
 def _runs_text(job: JobInfo) -> str:
-    total = job.planned_runs if job.planned_runs is not None else len(job.runs)
+    total = job.planned_runs or job.settings.get("learning_runs_per_job") or "?"
     return f"{job.runs_done}/{total}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _best_section(results: Results, top: int, out: Path) -> str:
@@ -373,7 +377,8 @@ def _best_section(results: Results, top: int, out: Path) -> str:
         f"<p>Best: <b>job {best.job_id}</b>, {_e(results.metric)} = "
         f"<b>{_e(_fmt(best.value(results.metric)))}</b> ± "
         f"{_e(_fmt(best.metrics.get(std_metric, float('nan'))))} (std over its learning runs)"
-        f"{where}. Sorted {direction} first; {len(results.finished())} jobs with results.</p>"
+        f"{where}. Sorted {direction} first;"
+        f" {_plural(len(results.finished()), 'job')} with results.</p>"
     )
     settings = "".join(
         f"<li><code>{_e(h)}</code> = <code>{_e(best.settings.get(h, '–'))}</code></li>"
@@ -391,8 +396,9 @@ def _failures_section(results: Results, figure: str | None, out: Path) -> str:
     total_failed = sum(j.failed_attempts for j in results.jobs)
     total_resumes = sum(j.resumes for j in results.jobs)
     parts.append(
-        f"<p>{total_failed} failed attempts and {total_resumes} preemption resumes in "
-        f"{len(results.jobs)} jobs. A failed attempt starts its learning run over with a"
+        f"<p>{_plural(total_failed, 'failed attempt')} and"
+        f" {_plural(total_resumes, 'preemption resume')} in {_plural(len(results.jobs), 'job')}."
+        " A failed attempt starts its learning run over with a"
         " new seed; a resume continues a preempted step from its checkpoint.</p>"
     )
     parts.append(_img(figure, "failed attempts and resumes per job"))
@@ -439,7 +445,9 @@ def _jobs_section(results: Results, out: Path) -> str:
         status = job.status
         if status == RUNNING and job.runs:
             current = next((r for r in job.runs if not r.done), None)
-            if current is not None:
+            if current is None:
+                status += " (all runs done, results not sent yet)"
+            else:
                 status += (
                     f" (run {current.run}, iteration {current.iteration},"
                     f" attempt {current.attempt})"

@@ -1,0 +1,247 @@
+"""``rl-relay report`` on the results of a real local cluster_utils HPO, finished and running."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import STAND_IN_LEARNER, hp_optimization, local_settings, write_stand_in_templates
+
+from rl_relay.cli import main
+from rl_relay.report_data import JobInfo, RunInfo, load_results, read_curve
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def hpo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A finished HPO: 4 jobs x 2 runs x 2 chained iterations; run 0 fails once in every job."""
+    tmp = tmp_path_factory.mktemp("hpo")
+    index = write_stand_in_templates(tmp / "templates", {"fail_dirs": ["run_0.1-0"]})
+    settings = local_settings(
+        tmp,
+        {
+            "config.config_templates": str(index),
+            "learning_runs_per_job": 2,
+            "training_iterations": 2,
+            "max_attempts": 2,
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        },
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLUSTER_UTILS_CACHE_DIR", str(tmp / "cu_cache"))
+        proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    yield tmp / "results" / "local_test"
+
+
+def copy_results(hpo: Path, tmp_path: Path) -> Path:
+    """A copy elsewhere: the report must not need the absolute paths the HPO recorded."""
+    target = tmp_path / "moved" / hpo.name
+    shutil.copytree(hpo, target)
+    return target
+
+
+def all_data(results: Path) -> list[dict[str, str]]:
+    with open(results / "all_data.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def report(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["report", *args])
+    return code, capsys.readouterr().out
+
+
+def text_of(page: str) -> str:
+    """The page as a person reads it: tags and entities gone, cells separated by spaces."""
+    import html
+
+    text = html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+    return re.sub(r" ([,.;:])", r"\1", text)
+
+
+def assert_valid_pngs(page: Path) -> list[str]:
+    from PIL import Image
+
+    names = re.findall(r'<img src="([^"]+)"', page.read_text())
+    assert names
+    for name in names:
+        path = page.parent / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+        with Image.open(path) as image:
+            image.verify()
+            assert image.size[0] > 100 and image.size[1] > 100
+    return names
+
+
+def test_report_of_a_finished_hpo(
+    hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = copy_results(hpo, tmp_path)
+    code, out = report(str(results), capsys=capsys)
+    page = results / "report" / "index.html"
+    assert code == 0
+    assert str(page) in out  # the CLI says where the report is
+    html_text = page.read_text()
+    text = text_of(html_text)
+
+    rows = all_data(results)
+    best = max(rows, key=lambda r: float(r["mean_eprewmean"]))
+    mean, std = float(best["mean_eprewmean"]), float(best["std_eprewmean"])
+    assert f"Best: job {best['_id']}, mean_eprewmean = {mean:.4g} ± {std:.4g}" in text
+    lr = float(best["config.rl_config.learning_rate"])
+    assert f"config.rl_config.learning_rate = {lr}" in text
+    arch = best["config.rl_config.policy_kwargs.net_arch:1"]
+    assert f"config.rl_config.policy_kwargs.net_arch:1 = {arch}" in text
+    assert "Jobs: 4 — 4 with results" in text
+    # run 0 failed once in every job (iteration 1 of attempt 0), nothing was preempted
+    assert "4 failed attempts and 0 preemption resumes in 4 jobs" in text
+    assert text.count("exited with code 2") == 4
+    names = assert_valid_pngs(page)
+    assert {"objective_vs_hyperparameters.png", "learning_curves.png"} <= set(names)
+    assert "failures_and_resumes.png" in names
+    # every link stays inside the moved copy
+    assert str(hpo) not in html_text
+    for href in re.findall(r'<a href="([^"]+)"', html_text):
+        assert (page.parent / href).exists(), href
+
+
+def test_learning_curves_follow_the_successful_attempt_over_all_iterations(
+    hpo: Path, tmp_path: Path
+) -> None:
+    results = copy_results(hpo, tmp_path)
+    loaded = load_results(results)
+    job = loaded.finished()[0]
+    run0 = job.runs[0]
+    assert (run0.attempt, len(run0.failures), run0.done) == (1, 1, True)
+    curve = read_curve(job, run0)
+    assert curve is not None
+    # the stand-in writes 3 rows per iteration with a reward in row 1; 2 iterations of attempt 1
+    assert curve.x == [1.0, 4.0] and curve.boundaries == [3.0]
+    assert curve.y[-1] == run0.reward
+
+
+def write_progress(run_dir: Path, rows: list[tuple[object, object]]) -> None:
+    (run_dir / "logs").mkdir(parents=True)
+    lines = ["time/total_timesteps,rollout/ep_rew_mean,time/fps"]
+    lines += [f"{steps},{reward},100" for steps, reward in rows]
+    (run_dir / "logs" / "progress.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_curve_uses_timesteps_and_skips_failed_attempts(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    write_progress(wd / "run_0.0-0", [(100, 999.0), (200, 999.0)])  # failed attempt
+    write_progress(wd / "run_0.0-1", [(100, ""), (200, 1.0), (300, 2.0)])
+    write_progress(wd / "run_0.1-1", [(400, 3.0), (500, "nan"), (600, 4.0)])
+    job = JobInfo(job_id=0, working_dir=wd)
+    curve = read_curve(job, RunInfo(run=0, attempt=1, iteration=1, done=True, reward=4.0))
+    assert curve is not None
+    assert curve.x_label == "time/total_timesteps"
+    assert (curve.x, curve.y, curve.boundaries) == ([200, 300, 400, 600], [1, 2, 3, 4], [400])
+
+
+def make_running(results: Path) -> dict[str, int]:
+    """Turn a finished HPO into the picture of one still running; return the job ids used."""
+    ids = sorted(int(p.name) for p in (results / "working_directories").iterdir())
+    rows = {int(r["_id"]): r for r in all_data(results)}
+    best = max(ids, key=lambda i: float(rows[i]["mean_eprewmean"]))
+    others = [i for i in ids if i != best]
+    running, gave_up, half_written = others[0], others[1], others[2]
+    # first optimisation iteration not finished: no CSVs of the server yet
+    for name in ("all_data.csv", "reduced_data.csv"):
+        (results / name).unlink()
+    shutil.rmtree(results / "best_jobs")
+    # a job in its second run, preempted twice so far
+    wd = results / "working_directories" / str(running)
+    (wd / "metrics.csv").unlink()
+    state = json.loads((wd / "restarts.json").read_text())
+    second = state["runs"][1]
+    second.update(done=False, reward=None, reward_source="", iteration=1, resumes=2)
+    shutil.rmtree(wd / "run_1.1-0" / "logs")
+    (wd / "restarts.json").write_text(json.dumps(state))
+    # a job whose second run used up its attempts
+    wd = results / "working_directories" / str(gave_up)
+    (wd / "metrics.csv").unlink()
+    state = json.loads((wd / "restarts.json").read_text())
+    state["runs"][1].update(done=False, reward=None, reward_source="")
+    state["runs"][1]["failures"] = [
+        {
+            "attempt": a,
+            "iteration": 0,
+            "seed": 1,
+            "reason": "exited with code 1",
+            "run_dir": f"/gone/working_directories/{gave_up}/run_1.0-{a}",
+        }
+        for a in range(state["plan"]["max_attempts"])
+    ]
+    (wd / "restarts.json").write_text(json.dumps(state))
+    # metrics.csv caught while being written
+    wd = results / "working_directories" / str(half_written)
+    (wd / "metrics.csv").write_text("mean_eprewmean,std_eprewmean\n")
+    # a job that has just started: settings.json only
+    fresh = results / "working_directories" / "17"
+    fresh.mkdir()
+    shutil.copy(results / "working_directories" / str(best) / "settings.json", fresh)
+    return {"best": best, "running": running, "gave_up": gave_up, "half": half_written}
+
+
+def test_report_of_a_running_hpo(
+    hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = copy_results(hpo, tmp_path)
+    best_row = max(all_data(results), key=lambda r: float(r["mean_eprewmean"]))
+    ids = make_running(results)
+    out = tmp_path / "elsewhere"
+    code, printed = report(str(results.parent), "--out", str(out), capsys=capsys)
+    assert code == 0 and str(out / "index.html") in printed
+    text = text_of((out / "index.html").read_text())
+    assert "all_data.csv is missing or empty" in text
+    mean = float(best_row["mean_eprewmean"])
+    assert f"Best: job {ids['best']}, mean_eprewmean = {mean:.4g}" in text
+    # only the best job has results; running: the preempted, half-written and fresh ones
+    assert "Jobs: 5 — 1 with results, 3 running or waiting, 1 failed" in text
+    assert f"{ids['running']} running (run 1, iteration 1, attempt 0)" in text
+    assert "preemption resumes" in text and " 2 preemption resumes" in text
+    assert_valid_pngs(out / "index.html")
+    # hyperparameters come from the jobs' settings.json when reduced_data.csv is missing
+    assert "rl_config.learning_rate" in text
+
+
+def test_truncated_all_data_is_read_up_to_the_cut(
+    hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = copy_results(hpo, tmp_path)
+    *complete, last = (results / "all_data.csv").read_text().splitlines()
+    (results / "all_data.csv").write_text("\n".join(complete) + "\n" + last[: len(last) // 3])
+    for metrics in (results / "working_directories").glob("*/metrics.csv"):
+        metrics.unlink()
+    code, _ = report(str(results), capsys=capsys)
+    assert code == 0
+    text = text_of((results / "report" / "index.html").read_text())
+    assert "3 with results" in text
+
+
+def test_not_a_results_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    code, _ = report(str(tmp_path), capsys=capsys)
+    assert code == 1
+    assert "holds no cluster_utils results" in caplog.text
+
+
+def test_report_module_imports_no_plotting_until_it_writes() -> None:
+    code = (
+        "import sys, rl_relay.report; print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.stdout.strip() == "False False", proc.stderr
