@@ -145,7 +145,7 @@ def test_curve_uses_timesteps_and_skips_failed_attempts(tmp_path: Path) -> None:
     curve = read_curve(job, RunInfo(run=0, attempt=1, iteration=1, done=True, reward=4.0))
     assert curve is not None
     assert curve.x_label == "time/total_timesteps"
-    assert (curve.x, curve.y, curve.boundaries) == ([200, 300, 400, 600], [1, 2, 3, 4], [400])
+    assert (curve.x, curve.y, curve.boundaries) == ([200, 300, 400, 600], [1, 2, 3, 4], [300])
 
 
 def make_running(results: Path) -> dict[str, int]:

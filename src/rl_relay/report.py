@@ -210,8 +210,8 @@ def curves_figure(
         for boundary in curves[0].boundaries:
             ax.axvline(boundary, color="0.6", linestyle="--", linewidth=0.8)
         value = job.value(results.metric)
-        title = f"job {job.job_id}" + (
-            f": {results.metric} {value:.4g}" if value is not None else ""
+        title = f"job {job.job_id}: " + (
+            f"{results.metric} {value:.4g}" if value is not None else f"{job.status}, no result yet"
         )
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel(curves[0].x_label)
@@ -478,7 +478,9 @@ def write_report(
     best = results.finished()
     objective = objective_figure(results, out)
     progress = progress_figure(results, out)
-    curve_jobs = best[:curves] if best else [j for j in results.jobs if j.runs][:curves]
+    # While few jobs have results, jobs in progress fill the panels: are they learning?
+    unfinished = [j for j in results.jobs if j.status != DONE and j.runs]
+    curve_jobs = (best[:curves] + unfinished)[:curves]
     curves_png, no_curves = curves_figure(results, out, curve_jobs, reward_column)
     failures = failures_figure(results, out)
 

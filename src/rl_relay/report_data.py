@@ -518,11 +518,19 @@ def read_curve(job: JobInfo, run: RunInfo, reward_column: str | None = None) -> 
     y: list[float] = []
     boundaries: list[float] = []
     offset = 0
+    last_steps: float | None = None
     for i, (header, rows) in enumerate(files):
         if i > 0 and rows:
-            first = _number(rows[0][header.index(TIMESTEPS_COLUMN)]) if use_steps else float(offset)
-            if first is not None:
-                boundaries.append(first)
+            # where the previous iteration stopped (its target), else where this one starts
+            start = float(offset)
+            if use_steps:
+                steps_column = header.index(TIMESTEPS_COLUMN)
+                start = _number(rows[0][steps_column]) or start
+                if last_steps is not None:
+                    start = last_steps
+            boundaries.append(start)
+        if use_steps and rows:
+            last_steps = _number(rows[-1][header.index(TIMESTEPS_COLUMN)])
         if column not in header:
             offset += len(rows)
             continue
