@@ -176,6 +176,7 @@ def progress_figure(results: Results, out: Path) -> str | None:
     ax.plot(ids, ys, "o", alpha=0.6, label="job")
     ax.step(ids, best_so_far, where="post", color=BEST_COLOR, label="best so far")
     ax.set_xlabel("job id (order of submission)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(results.metric)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
