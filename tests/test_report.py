@@ -183,6 +183,11 @@ def make_running(results: Path) -> dict[str, int]:
         for a in range(state["plan"]["max_attempts"])
     ]
     (wd / "restarts.json").write_text(json.dumps(state))
+    with open(results / "cluster_run.log", "a") as log:  # as cluster_utils 3.0 logs it
+        log.write(
+            f"2026-01-01 00:00:00,000 - cluster_utils - WARNING - Job {gave_up} died with error"
+            " ['learning run 1 failed 2 time(s)\\n  attempt 0: exited with code 1'].\n"
+        )
     # metrics.csv caught while being written
     wd = results / "working_directories" / str(half_written)
     (wd / "metrics.csv").write_text("mean_eprewmean,std_eprewmean\n")
@@ -203,13 +208,14 @@ def test_report_of_a_running_hpo(
     code, printed = report(str(results.parent), "--out", str(out), capsys=capsys)
     assert code == 0 and str(out / "index.html") in printed
     text = text_of((out / "index.html").read_text())
-    assert "all_data.csv is missing or empty" in text
+    assert "all_data.csv is missing or holds no job yet" in text
     mean = float(best_row["mean_eprewmean"])
     assert f"Best: job {ids['best']}, mean_eprewmean = {mean:.4g}" in text
     # only the best job has results; running: the preempted, half-written and fresh ones
     assert "Jobs: 5 — 1 with results, 3 running or waiting, 1 failed" in text
     assert f"{ids['running']} running (run 1, iteration 1, attempt 0)" in text
     assert "preemption resumes" in text and " 2 preemption resumes" in text
+    assert "learning run 1 failed 2 time(s) attempt 0: exited with code 1" in text
     assert_valid_pngs(out / "index.html")
     # hyperparameters come from the jobs' settings.json when reduced_data.csv is missing
     assert "rl_config.learning_rate" in text

@@ -267,6 +267,7 @@ th { background: #f3f3f3; } td.l, th.l { text-align: left; }
 tr.best td { background: #fff2e6; font-weight: bold; }
 .note { color: #8a5a00; } .muted { color: #777; } img { max-width: 100%; }
 .failed { color: #b00; } .running { color: #06c; }
+td.l { white-space: pre-wrap; }
 """
 
 
@@ -422,7 +423,7 @@ def _failures_section(results: Results, figure: str | None, out: Path) -> str:
     errors = [[j.job_id, e] for j in results.jobs for e in j.server_errors]
     if errors:
         parts.append("<p>Errors the jobs sent to cluster_utils (from cluster_run.log):</p>")
-        parts.append(_table(["job", "error"], errors))
+        parts.append(_table(["job", "error"], errors, left=2))
     return "".join(parts)
 
 

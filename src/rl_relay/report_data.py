@@ -11,6 +11,7 @@ inside the directory that was given, so a moved or copied results directory stil
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import logging
@@ -51,7 +52,9 @@ REPORTED = ("std_eprewmean", "learning_runs", "failed_attempts", "resumes", "tim
 NOT_HYPERPARAMETERS = {"_id", "_iteration", "id", "working_dir", RESTARTS_COLUMN, ""}
 
 RUN_DIR_RE = re.compile(r"^run_(\d+)\.(\d+)-(\d+)$")
-_SERVER_LINE_RE = re.compile(r"Job (\d+) (died with error|exited to be resumed|started on)(.*)")
+_SERVER_LINE_RE = re.compile(
+    r"Job (\d+) (died with error|exited to be resumed|has concluded, but has not sent results)(.*)"
+)
 
 DONE, RUNNING, FAILED = "done", "running", "failed"
 
@@ -315,6 +318,18 @@ def _pick_dir(candidates: Iterable[Path]) -> Path | None:
     return existing[0] if existing else None
 
 
+def _error_message(logged: str) -> str:
+    """The message of a "died with error ['...']." line: cluster_utils logs a list's repr."""
+    text = logged.strip().removesuffix(".")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, list | tuple):
+        return "\n".join(str(v) for v in value)
+    return str(value)
+
+
 def _server_events(procedure: Path) -> tuple[dict[int, list[str]], dict[int, int]]:
     """Errors and exits for resume per job id, from the server's ``cluster_run.log``."""
     errors: dict[int, list[str]] = {}
@@ -326,7 +341,9 @@ def _server_events(procedure: Path) -> tuple[dict[int, list[str]], dict[int, int
     for match in _SERVER_LINE_RE.finditer(text):
         job_id, event, rest = int(match.group(1)), match.group(2), match.group(3)
         if event == "died with error":
-            errors.setdefault(job_id, []).append(rest.strip().rstrip("."))
+            errors.setdefault(job_id, []).append(_error_message(rest))
+        elif event.startswith("has concluded") and job_id not in errors:
+            errors[job_id] = ["ended without sending results (cluster_utils considers it failed)"]
         elif event == "exited to be resumed":
             resumed[job_id] = resumed.get(job_id, 0) + 1
     return errors, resumed
@@ -413,10 +430,12 @@ def load_results(path: Path, metric: str = DEFAULT_METRIC, minimize: bool | None
 
     header, raw_rows = read_csv_rows(procedure / ALL_DATA)
     rows = [dict(zip(header, r, strict=True)) for r in raw_rows]
-    if not header:
+    if not any(header):  # cluster_utils writes a lone "" when no job sent results
+        header = []
         notes.append(
-            f"{ALL_DATA} is missing or empty (the first optimisation iteration has not"
-            " finished yet): everything below comes from the job working directories."
+            f"{ALL_DATA} is missing or holds no job yet (the first optimisation iteration has"
+            " not finished, or no job sent results): everything below comes from the job"
+            " working directories."
         )
     elif metric not in header:
         notes.append(f"{ALL_DATA} has no column {metric!r}; its columns: {', '.join(header)}")
