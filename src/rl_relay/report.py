@@ -491,7 +491,7 @@ def write_report(
     now = datetime.datetime.now().isoformat(timespec="seconds")
     summary = [
         f"Results: <code>{_e(results.directory)}</code>",
-        f"Started: {_e(results.start_time or 'unknown')}; report written {now}",
+        f"Started: {_e(results.start_time[:19] or 'unknown')}; report written {now}",
         f"Jobs: {len(results.jobs)} — <b>{done} with results</b>, "
         f'<span class="running">{running} running or waiting</span>, '
         f'<span class="failed">{failed} failed</span> ({state})',
