@@ -82,6 +82,7 @@ def assert_valid_pngs(page: Path) -> list[str]:
     return names
 
 
+@pytest.mark.slow  # shares one ~7 s local HPO
 def test_report_of_a_finished_hpo(
     hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -114,6 +115,7 @@ def test_report_of_a_finished_hpo(
         assert (page.parent / href).exists(), href
 
 
+@pytest.mark.slow  # shares one ~7 s local HPO
 def test_learning_curves_follow_the_successful_attempt_over_all_iterations(
     hpo: Path, tmp_path: Path
 ) -> None:
@@ -198,6 +200,7 @@ def make_running(results: Path) -> dict[str, int]:
     return {"best": best, "running": running, "gave_up": gave_up, "half": half_written}
 
 
+@pytest.mark.slow  # shares one ~7 s local HPO
 def test_report_of_a_running_hpo(
     hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -221,6 +224,7 @@ def test_report_of_a_running_hpo(
     assert "rl_config.learning_rate" in text
 
 
+@pytest.mark.slow  # shares one ~7 s local HPO
 def test_truncated_all_data_is_read_up_to_the_cut(
     hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
