@@ -1,0 +1,70 @@
+"""What the job was given: CPUs and GPUs, read in one place from the scheduler.
+
+Torch threads and the number of parallel environments follow the CPUs the job was
+*given*, not the CPUs the node has: two jobs on one node must not oversubscribe it.
+Slurm says so in ``SLURM_CPUS_PER_TASK``; HTCondor in the job ClassAd (``RequestCpus``,
+possibly an expression) in the file named by ``_CONDOR_JOB_AD``; elsewhere the process's
+CPU affinity is the limit (cluster_utils' local backend pins jobs with ``taskset``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobResources:
+    cpus: int
+    gpus: int
+    #: Where the numbers came from, for logs: "slurm", "htcondor" or "affinity".
+    source: str
+
+
+def _visible_gpus(environ: Mapping[str, str]) -> int:
+    devices = environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not devices or devices in ("-1", "NoDevFiles"):
+        return 0
+    return len([d for d in devices.split(",") if d.strip()])
+
+
+def resources_from_classad(text: str) -> tuple[int | None, int | None]:
+    """``RequestCpus`` and ``RequestGpus`` of a job ClassAd, expressions evaluated."""
+    import classad2
+
+    ad = classad2.parseOne(text)
+    values = []
+    for name in ("RequestCpus", "RequestGpus"):
+        value = ad.eval(name) if name in ad else None
+        values.append(int(value) if isinstance(value, int | float) else None)
+    return values[0], values[1]
+
+
+def job_resources(environ: Mapping[str, str] | None = None) -> JobResources:
+    """The CPUs and GPUs this job may use."""
+    environ = os.environ if environ is None else environ
+    if environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        gpus = environ.get("SLURM_GPUS_ON_NODE", "")
+        return JobResources(
+            cpus=int(environ["SLURM_CPUS_PER_TASK"]),
+            gpus=int(gpus) if gpus.isdigit() else _visible_gpus(environ),
+            source="slurm",
+        )
+    ad_file = environ.get("_CONDOR_JOB_AD")
+    if ad_file:
+        try:
+            cpus, gpus = resources_from_classad(Path(ad_file).read_text())
+        except Exception as err:  # an unreadable ad must not stop training  # noqa: BLE001
+            logger.warning("cannot read the job ClassAd %s (%s); using CPU affinity", ad_file, err)
+        else:
+            if cpus:
+                gpus = gpus if gpus is not None else _visible_gpus(environ)
+                return JobResources(cpus=cpus, gpus=gpus, source="htcondor")
+    return JobResources(
+        cpus=len(os.sched_getaffinity(0)), gpus=_visible_gpus(environ), source="affinity"
+    )

@@ -1,0 +1,140 @@
+"""The resume checkpoint: everything that decides the rest of a training, in one file.
+
+``model.save`` leaves out what exact resumption needs (the environments and their random
+generators, VecNormalize's running returns, the replay buffer, the global RNGs, log values
+recorded but not yet written), so the whole algorithm object is pickled together with
+them. Beside it, ``save_path + ".zip"`` is a plain SB3 model for users without rl-relay.
+
+Files, for ``save_path`` P: ``P.zip`` (SB3 model), ``P.resume.pkl`` (this checkpoint),
+``P.resume.json`` (its size and save time), ``P_vecnormalize.pkl`` (VecNormalize statistics,
+if used, for ``VecNormalize.load``). All are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
+
+from rl_relay.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+RESUME_SUFFIX = ".resume.pkl"
+INFO_SUFFIX = ".resume.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used."""
+
+
+@dataclass
+class Restored:
+    model: BaseAlgorithm
+    #: Values recorded in the SB3 logger but not yet dumped (e.g. PPO's train/* values,
+    #: written with the next rollout's row).
+    pending: tuple[dict, dict, dict]
+    rng: tuple[Any, Any, Any]
+    load_seconds: float
+
+    def restore_globals(self, sb3_logger: Logger) -> None:
+        """Put back the global RNG states and pending log values (just before learning)."""
+        python_state, numpy_state, torch_state = self.rng
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        values, counts, excluded = self.pending
+        sb3_logger.name_to_value.update(values)
+        sb3_logger.name_to_count.update(counts)
+        sb3_logger.name_to_excluded.update(excluded)
+
+
+def resume_file(save_path: str) -> Path:
+    return Path(save_path + RESUME_SUFFIX)
+
+
+def save(model: BaseAlgorithm, save_path: str) -> dict[str, float]:
+    """Write the plain SB3 model and the resume checkpoint; return size and time."""
+    start = time.perf_counter()
+    sb3_logger = model._logger
+    vec_normalize = model.get_vec_normalize_env()
+    state = {
+        "version": FORMAT_VERSION,
+        # VecNormalize does not pickle its wrapped env and running returns: keep both.
+        "inner_env": vec_normalize.venv if vec_normalize is not None else None,
+        "returns": vec_normalize.returns if vec_normalize is not None else None,
+        "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
+        "pending": (
+            dict(sb3_logger.name_to_value),
+            dict(sb3_logger.name_to_count),
+            dict(sb3_logger.name_to_excluded),
+        ),
+    }
+    model._logger = None  # open files do not pickle; the next process makes its own
+    try:
+        state["model"] = model
+        with atomic_path(resume_file(save_path)) as tmp, open(tmp, "wb") as f:
+            cloudpickle.dump(state, f)
+    finally:
+        model._logger = sb3_logger
+    buffer = io.BytesIO()
+    model.save(buffer)
+    atomic_write_bytes(save_path + ".zip", buffer.getvalue())
+    if vec_normalize is not None:
+        with atomic_path(save_path + "_vecnormalize.pkl") as tmp:
+            vec_normalize.save(str(tmp))
+    info = {
+        "checkpoint_bytes": resume_file(save_path).stat().st_size,
+        "model_zip_bytes": len(buffer.getvalue()),
+        "save_seconds": time.perf_counter() - start,
+        "num_timesteps": model.num_timesteps,
+    }
+    atomic_write_json(save_path + INFO_SUFFIX, info)
+    logger.info(
+        "checkpoint %s: %.1f MB in %.2f s",
+        resume_file(save_path),
+        info["checkpoint_bytes"] / 1e6,
+        info["save_seconds"],
+    )
+    return info
+
+
+def load(load_path: str) -> Restored:
+    """Read a checkpoint written by ``save`` for ``load_path`` (a former ``save_path``)."""
+    start = time.perf_counter()
+    path = resume_file(load_path)
+    try:
+        with open(path, "rb") as f:
+            state = cloudpickle.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"no resume checkpoint {path}: load_path must be a save_path this learner wrote"
+        ) from None
+    except Exception as err:  # any unpickling failure means the file is unusable  # noqa: BLE001
+        raise CheckpointError(f"the resume checkpoint {path} cannot be read: {err}") from None
+    if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not a version {FORMAT_VERSION} rl-relay checkpoint")
+    model = state["model"]
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        vec_normalize.set_venv(state["inner_env"])
+        vec_normalize.returns = state["returns"]
+    seconds = time.perf_counter() - start
+    logger.info("loaded %s (%d timesteps) in %.2f s", path, model.num_timesteps, seconds)
+    return Restored(model=model, pending=state["pending"], rng=state["rng"], load_seconds=seconds)
+
+
+def read_info(save_path: str) -> dict[str, Any]:
+    return json.loads(Path(save_path + INFO_SUFFIX).read_text())

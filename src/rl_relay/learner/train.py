@@ -1,0 +1,161 @@
+"""One training iteration: build or restore, learn up to this iteration's target, save.
+
+Iteration ``i`` of ``k`` trains until the timestep counter reaches ``(i + 1) *
+total_timesteps``, with schedules over ``k * total_timesteps``; a preemption signal stops
+it at the next safe point (before a rollout: after the previous update, before any env
+step), where it checkpoints and exits 3. Split or not, interrupted or not, the same steps
+happen in the same order with the same random numbers, so the result is bit-identical.
+
+Not exact: CUDA kernels (nondeterministic reductions; run on CPU for exactness), a
+different number of torch threads between processes, ``use_sde`` (its noise is resampled
+before the safe point) and action noise with state (TD3's Ornstein-Uhlenbeck noise is
+reset by every ``learn()`` call).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
+
+from rl_relay import exit_codes
+from rl_relay.learner import checkpoint
+from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
+from rl_relay.learner.envs import make_eval_env, make_training_env
+
+logger = logging.getLogger(__name__)
+
+
+class Preempted(Exception):
+    """Raised at a safe point after a preemption signal arrived."""
+
+
+class PreemptionCallback(BaseCallback):
+    """Stops training at the start of a rollout once ``stop`` holds a signal."""
+
+    def __init__(self, stop: list[int]) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def _on_rollout_start(self) -> None:
+        if self.stop:
+            raise Preempted
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class AppendingCSVOutputFormat(CSVOutputFormat):
+    """SB3's CSV writer, continuing an existing progress.csv instead of truncating it.
+
+    A step continued after a preemption writes into the same log directory.
+    """
+
+    def __init__(self, filename: str) -> None:
+        path = Path(filename)
+        if not path.exists() or path.stat().st_size == 0:
+            super().__init__(filename)
+            return
+        self.file = open(path, "r+")  # noqa: SIM115 (closed by close())
+        header = self.file.readline().rstrip("\n")
+        self.keys = header.split(",") if header else []
+        self.separator = ","
+        self.quotechar = '"'
+        self.file.seek(0, os.SEEK_END)
+
+
+def make_logger(log_path: str, formats: list[str]) -> Logger:
+    Path(log_path).mkdir(parents=True, exist_ok=True)
+    outputs = [
+        AppendingCSVOutputFormat(str(Path(log_path) / "progress.csv"))
+        if fmt == "csv"
+        else make_output_format(fmt, log_path)
+        for fmt in dict.fromkeys(["csv", *formats])
+    ]
+    return Logger(folder=log_path, output_formats=outputs)
+
+
+def build_model(configs: dict[str, Any], cpus: int) -> Any:
+    rl, common, env_config = (
+        configs["rl_config"],
+        configs["rl_common_config"],
+        configs["env_config"],
+    )
+    n_envs = env_config.get("n_envs") or cpus
+    env = make_training_env(env_config, n_envs)
+    algorithm = ALGORITHMS[rl["algorithm"]]
+    return algorithm(
+        env=env,
+        seed=common["seed"],
+        device=common.get("device", "cpu"),
+        verbose=common.get("verbose", 0),
+        **constructor_kwargs(rl),
+    )
+
+
+def evaluate(model: Any, configs: dict[str, Any]) -> None:
+    """Deterministic evaluation on a separately seeded env, logged as eval/* in its own row."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    episodes = configs["rl_common_config"].get("eval_episodes", 10)
+    if not episodes:
+        return
+    eval_env = make_eval_env(
+        configs["env_config"], configs["rl_common_config"]["seed"], model.get_env()
+    )
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    model.logger.record("eval/mean_reward", float(mean))
+    model.logger.record("eval/std_reward", float(std))
+    model.logger.dump(model.num_timesteps)
+    logger.info("evaluation over %d episodes: %.2f +- %.2f", episodes, mean, std)
+
+
+def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
+    """Run one training iteration; return the exit code (0 done, 3 checkpointed)."""
+    rl, common = configs["rl_config"], configs["rl_common_config"]
+    iteration, iterations = common["training_iteration"], common["training_iterations"]
+    per_iteration = common["total_timesteps"]
+    sb3_logger = make_logger(rl["log_path"], common.get("log_formats", ["csv"]))
+    if rl["load_path"]:
+        restored = checkpoint.load(rl["load_path"])
+        model = restored.model
+        model.set_logger(sb3_logger)
+        restored.restore_globals(sb3_logger)
+    else:
+        model = build_model(configs, cpus)
+        model.set_logger(sb3_logger)
+    model.relay_horizon = iterations * per_iteration
+    target = (iteration + 1) * per_iteration
+    code = exit_codes.SUCCESS
+    if model.num_timesteps < target:
+        logger.info(
+            "training %s from %d to %d timesteps (iteration %d of %d)",
+            type(model).__name__,
+            model.num_timesteps,
+            target,
+            iteration + 1,
+            iterations,
+        )
+        try:
+            model.learn(
+                total_timesteps=target - model.num_timesteps,
+                callback=PreemptionCallback(stop),
+                reset_num_timesteps=False,
+                log_interval=1 if rl["algorithm"] in ON_POLICY else 4,
+                progress_bar=sys.stderr.isatty(),
+            )
+        except Preempted:
+            logger.warning(
+                "preempted at %d timesteps: checkpointing to resume", model.num_timesteps
+            )
+            code = exit_codes.RESUME
+    checkpoint.save(model, rl["save_path"])
+    if code == exit_codes.SUCCESS and iteration + 1 >= iterations:
+        evaluate(model, configs)
+    sb3_logger.close()
+    return code
