@@ -1,0 +1,233 @@
+"""The default learner: a training split into processes ends bit-identical to one process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from rl_relay.learner import checkpoint
+
+pytestmark = pytest.mark.slow
+
+WALL_CLOCK = ("time/fps", "time/time_elapsed")
+
+PPO = {
+    "algorithm": "PPO",
+    "schedule": "linear",
+    "policy": "MlpPolicy",
+    "learning_rate": 0.003,
+    "n_steps": 16,
+    "batch_size": 16,
+    "n_epochs": 2,
+    "gamma": 0.98,
+    "clip_range": 0.2,
+    "policy_kwargs": {"net_arch": [16, 16], "activation_fn": "tanh"},
+}
+SAC = {
+    "algorithm": "SAC",
+    "schedule": "linear",
+    "policy": "MlpPolicy",
+    "learning_rate": 0.001,
+    "buffer_size": 2000,
+    "learning_starts": 50,
+    "batch_size": 32,
+    "policy_kwargs": {"net_arch": [16, 16]},
+}
+CARTPOLE = {
+    "id": "CartPole-v1",
+    "kwargs": {},
+    "n_envs": 2,
+    "normalize_observations": True,
+    "normalize_rewards": True,
+}
+PENDULUM = {"id": "Pendulum-v1", "kwargs": {"g": 9.81}, "n_envs": 1}
+
+
+def write_configs(run_dir: Path, rl: dict, env: dict, common: dict, load_path: str) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    docs = {
+        "rl_config": {
+            **rl,
+            "load_path": load_path,
+            "save_path": str(run_dir / "model"),
+            "log_path": str(run_dir / "logs"),
+        },
+        "rl_common_config": {
+            "seed": 7,
+            "eval_episodes": 2,
+            "device": "cpu",
+            "log_formats": ["csv"],
+            **common,
+        },
+        "env_config": env,
+    }
+    main = {}
+    for name, doc in docs.items():
+        (run_dir / f"{name}.json").write_text(json.dumps(doc))
+        main[name] = str(run_dir / f"{name}.json")
+    (run_dir / "config.json").write_text(json.dumps(main))
+    return run_dir / "config.json"
+
+
+def learner(config: Path, **kwargs: Any) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rl_relay.learner", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def train_chain(base: Path, rl: dict, env: dict, per_iteration: int, iterations: int) -> list[Path]:
+    """Each iteration a separate process continuing the previous one; returns run dirs."""
+    dirs, load = [], ""
+    for i in range(iterations):
+        run_dir = base / f"run_0.{i}-0"
+        config = write_configs(
+            run_dir,
+            rl,
+            env,
+            {
+                "training_iteration": i,
+                "training_iterations": iterations,
+                "total_timesteps": per_iteration,
+            },
+            load,
+        )
+        proc = learner(config)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        dirs.append(run_dir)
+        load = str(run_dir / "model")
+    return dirs
+
+
+def rows(dirs: list[Path]) -> list[dict[str, str]]:
+    out = []
+    for d in dirs:
+        with open(d / "logs" / "progress.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                out.append({k: v for k, v in row.items() if k not in WALL_CLOCK and v != ""})
+    return out
+
+
+def assert_same_state(a: Path, b: Path) -> None:
+    """Parameters, optimizer states, counters, env normalisation and replay buffer."""
+    ma, mb = checkpoint.load(str(a)).model, checkpoint.load(str(b)).model
+    pa, pb = ma.get_parameters(), mb.get_parameters()
+    assert pa.keys() == pb.keys()
+
+    def same(x: Any, y: Any) -> bool:
+        if isinstance(x, torch.Tensor):
+            return torch.equal(x, y)
+        if isinstance(x, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        if isinstance(x, list | tuple):
+            return len(x) == len(y) and all(same(i, j) for i, j in zip(x, y, strict=True))
+        return x == y
+
+    for key in pa:
+        assert same(pa[key], pb[key]), key
+    assert ma.num_timesteps == mb.num_timesteps
+    assert ma._n_updates == mb._n_updates
+    va, vb = ma.get_vec_normalize_env(), mb.get_vec_normalize_env()
+    if va is not None:
+        assert np.array_equal(va.obs_rms.mean, vb.obs_rms.mean)
+        assert np.array_equal(va.ret_rms.var, vb.ret_rms.var)
+    if getattr(ma, "replay_buffer", None) is not None:
+        assert np.array_equal(ma.replay_buffer.observations, mb.replay_buffer.observations)
+        assert ma.replay_buffer.pos == mb.replay_buffer.pos
+
+
+@pytest.mark.parametrize(
+    ("rl", "env", "total", "splits"),
+    [(PPO, CARTPOLE, 384, (2, 3)), (SAC, PENDULUM, 420, (2, 3))],
+    ids=["ppo-cartpole-vecnormalize", "sac-pendulum"],
+)
+def test_split_training_is_bit_identical(tmp_path, rl, env, total, splits) -> None:
+    whole = train_chain(tmp_path / "whole", rl, env, total, 1)
+    for k in splits:
+        split = train_chain(tmp_path / f"split{k}", rl, env, total // k, k)
+        assert_same_state(whole[-1] / "model", split[-1] / "model")
+        assert rows(split) == rows(whole)
+    assert any("eval/mean_reward" in r for r in rows(whole))
+
+
+def test_preempted_training_resumes_bit_identical(tmp_path: Path) -> None:
+    total = 4000
+    whole = train_chain(tmp_path / "whole", PPO, CARTPOLE, total, 1)
+    run_dir = tmp_path / "preempted" / "run_0.0-0"
+    common = {"training_iteration": 0, "training_iterations": 1, "total_timesteps": total}
+    proc = learner(write_configs(run_dir, PPO, CARTPOLE, common, ""))
+    deadline = time.monotonic() + 120
+    progress = run_dir / "logs" / "progress.csv"
+    while time.monotonic() < deadline and (
+        not progress.exists() or len(progress.read_text().splitlines()) < 4
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    stopped_at = checkpoint.read_info(str(run_dir / "model"))["num_timesteps"]
+    assert 0 < stopped_at < total
+    proc = learner(write_configs(run_dir, PPO, CARTPOLE, common, str(run_dir / "model")))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert_same_state(whole[0] / "model", run_dir / "model")
+    assert rows([run_dir]) == rows(whole)  # appended to the same progress.csv, one header
+
+
+def test_saved_model_opens_with_plain_stable_baselines3(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO as PlainPPO
+
+    (run_dir,) = train_chain(tmp_path, PPO, CARTPOLE, 64, 1)
+    model = PlainPPO.load(str(run_dir / "model.zip"))
+    action, _ = model.predict(np.zeros(4, dtype=np.float32), deterministic=True)
+    assert int(action) in (0, 1)
+    info = checkpoint.read_info(str(run_dir / "model"))
+    assert info["checkpoint_bytes"] > 0 and info["save_seconds"] >= 0
+
+
+def test_configuration_errors_name_file_and_key(tmp_path: Path) -> None:
+    rl = {**PPO, "learning_rate": -1.0, "n_stepz": 3}
+    env = {**CARTPOLE, "id": "NoSuchEnv-v0"}
+    config = write_configs(
+        tmp_path / "run",
+        rl,
+        env,
+        {"training_iteration": 0, "training_iterations": 1, "total_timesteps": 64},
+        "",
+    )
+    proc = learner(config)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    rl_file = tmp_path / "run" / "rl_config.json"
+    assert f"{rl_file}: learning_rate: -1.0 is less than or equal to the minimum of 0" in err
+    assert f"{rl_file}: n_stepz: not a parameter of stable_baselines3.PPO" in err
+    assert "'NoSuchEnv-v0' is not a registered Gymnasium environment" in err
+    assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_missing_checkpoint_is_a_clear_failure(tmp_path: Path) -> None:
+    config = write_configs(
+        tmp_path / "run",
+        PPO,
+        CARTPOLE,
+        {"training_iteration": 1, "training_iterations": 2, "total_timesteps": 64},
+        str(tmp_path / "nowhere" / "model"),
+    )
+    proc = learner(config)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "no resume checkpoint" in err and "nowhere" in err
