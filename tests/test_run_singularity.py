@@ -1,0 +1,227 @@
+"""wrappers/run_singularity.py against a STAND-IN container runtime (tests/stand_ins/apptainer).
+
+No Apptainer/Singularity can be installed here; the stand-in records how it was called and
+runs the command on the host, so everything the wrapper decides is checked for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    REPO,
+    STAND_IN_LEARNER,
+    hp_optimization,
+    local_settings,
+    write_stand_in_templates,
+)
+
+WRAPPER = REPO / "wrappers" / "run_singularity.py"
+STAND_IN_RUNTIME = REPO / "tests" / "stand_ins" / "apptainer"
+INNER = """#!/usr/bin/env python3
+import json, os, signal, sys, time
+got = []
+signal.signal(signal.SIGTERM, lambda *a: got.append("SIGTERM"))
+print("inner stdout", flush=True)
+print("inner stderr", file=sys.stderr, flush=True)
+with open(os.environ["INNER_RECORD"], "w") as f:
+    json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "FOO": os.environ.get("FOO")}, f)
+deadline = time.time() + float(os.environ.get("INNER_SLEEP", "0"))
+while time.time() < deadline and not got:
+    time.sleep(0.02)
+if got:
+    open(os.environ["INNER_RECORD"] + ".signal", "w").write(got[0])
+sys.exit(int(os.environ.get("INNER_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> dict:
+    """A PATH with the stand-in runtime first, an image file and an executable inner script."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy(STAND_IN_RUNTIME, bin_dir / "apptainer")
+    image = tmp_path / "image.sif"
+    image.write_text("not really an image")
+    script = tmp_path / "inner.py"
+    script.write_text(INNER)
+    script.chmod(0o755)
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        STAND_IN_RECORD=str(tmp_path / "runtime.jsonl"),
+        INNER_RECORD=str(tmp_path / "inner.json"),
+    )
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return {"tmp": tmp_path, "bin": bin_dir, "image": image, "script": script, "env": env}
+
+
+def params_file(box: dict, **singularity) -> Path:
+    path = box["tmp"] / "params.json"
+    sing = {"image": str(box["image"]), "script": "inner.py", **singularity}
+    path.write_text(json.dumps({"singularity": sing, "working_dir": str(box["tmp"] / "wd")}))
+    return path
+
+
+def run(box: dict, *args: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(WRAPPER), *args],
+        cwd=box["tmp"],
+        env={**box["env"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def runtime_calls(box: dict) -> list[dict]:
+    lines = (box["tmp"] / "runtime.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_exact_command_line_binds_environment_and_logs(box: dict) -> None:
+    params = params_file(box, binds=["/srv/data"], args=["--cleanenv"], env={"FOO": "bar"})
+    job_args = ["--job-id", "7", "--cluster-utils-server", "127.0.0.1:9", str(params), "x=1"]
+    proc = run(box, *job_args)
+    assert proc.returncode == 0, proc.stderr
+    tmp, wd = box["tmp"], box["tmp"] / "wd"
+    (call,) = runtime_calls(box)
+    assert call["argv"] == [
+        str(box["bin"] / "apptainer"),
+        "run",
+        "--bind",
+        f"/tmp,{wd},{tmp},/srv/data",
+        "--pwd",
+        str(tmp),
+        "--containall",
+        "--cleanenv",
+        str(box["image"]),
+        str(tmp / "inner.py"),
+        *job_args,
+    ]
+    assert call["env"]["APPTAINERENV_FOO"] == "bar"
+    inner = json.loads((tmp / "inner.json").read_text())
+    assert inner == {"argv": job_args, "cwd": str(tmp), "FOO": "bar"}  # passed on unchanged
+    assert "inner stdout" in (wd / "stdout.txt").read_text()
+    assert "inner stderr" in (wd / "stderr.txt").read_text()
+    assert "inner stdout" in proc.stdout and "inner stderr" in proc.stderr
+
+
+def test_parameter_dict_form_exec_and_gpus(box: dict) -> None:
+    params = {
+        "singularity.image": str(box["image"]),
+        "singularity.script": "inner.py",
+        "singularity.use_run": False,
+        "working_dir": str(box["tmp"] / "wd"),
+    }
+    proc = run(box, "--job-id", "1", "--parameter-dict", repr(params), CUDA_VISIBLE_DEVICES="0")
+    assert proc.returncode == 0, proc.stderr
+    argv = runtime_calls(box)[0]["argv"]
+    assert argv[1] == "exec" and "--nv" in argv  # a GPU given -> --nv by default
+    assert argv[-3:] == ["1", "--parameter-dict", repr(params)]
+
+
+def test_singularity_is_used_when_there_is_no_apptainer(box: dict) -> None:
+    (box["bin"] / "apptainer").rename(box["bin"] / "singularity")
+    path = f"{box['bin']}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    proc = run(box, str(params_file(box, nv=True, containall=False)), PATH=path)
+    assert proc.returncode == 0, proc.stderr
+    argv = runtime_calls(box)[0]["argv"]
+    assert argv[0] == str(box["bin"] / "singularity")
+    assert "--nv" in argv and "--containall" not in argv
+
+
+@pytest.mark.parametrize("code", [0, 1, 3])
+def test_exit_code_of_the_container_is_passed_on(box: dict, code: int) -> None:
+    proc = run(box, str(params_file(box)), INNER_EXIT=str(code))
+    assert proc.returncode == code
+
+
+def test_sigterm_to_the_wrapper_reaches_the_script(box: dict) -> None:
+    job = subprocess.Popen(
+        [sys.executable, str(WRAPPER), str(params_file(box))],
+        cwd=box["tmp"],
+        env={**box["env"], "INNER_SLEEP": "30", "INNER_EXIT": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (box["tmp"] / "inner.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    job.communicate(timeout=30)
+    assert (box["tmp"] / "inner.json.signal").read_text() == "SIGTERM"
+    assert job.returncode == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("no-singularity", "no singularity parameters"),
+        ("no-image", "singularity.image"),
+        ("not-executable", "is not executable; it needs a shebang"),
+        ("no-runtime", "no container runtime on PATH (looked for apptainer, singularity)"),
+    ],
+)
+def test_clear_errors_before_anything_starts(box: dict, change: str, message: str) -> None:
+    params, env = params_file(box), {}
+    if change == "no-singularity":
+        params.write_text(json.dumps({"working_dir": str(box["tmp"] / "wd")}))
+    elif change == "no-image":
+        box["image"].unlink()
+    elif change == "not-executable":
+        box["script"].chmod(0o644)
+    else:
+        env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    proc = run(box, str(params), **env)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert not (box["tmp"] / "runtime.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_hp_optimization_through_run_singularity_end_to_end(box: dict) -> None:
+    index = write_stand_in_templates(box["tmp"] / "templates")
+    settings = local_settings(
+        box["tmp"],
+        {
+            "singularity.image": str(box["image"]),
+            "singularity.script": "wrappers/run_learning.py",
+            "config.config_templates": str(index),
+            "learning_runs_per_job": 1,
+            "training_iterations": 2,
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        },
+        samples=2,
+    )
+    data = json.loads(settings.read_text())
+    data["script_relative_path"] = "wrappers/run_singularity.py"
+    settings.write_text(json.dumps(data))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", box["env"]["PATH"])
+        patch.setenv("STAND_IN_RECORD", box["env"]["STAND_IN_RECORD"])
+        proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = box["tmp"] / "results" / "local_test"
+    working_dirs = [d for d in (results / "working_directories").iterdir() if d.is_dir()]
+    assert len(working_dirs) >= 2
+    for wd in working_dirs:
+        assert (wd / "metrics.csv").exists()
+        assert "exiting for resume" in (wd / "run_learning.log").read_text()
+        assert "stand-in learner" in (wd / "stdout.txt").read_text()  # teed by the wrapper
+    calls = runtime_calls(box)
+    assert len(calls) >= 2 * len(working_dirs)  # every step went through the container
+    inner_script = str(REPO / "wrappers" / "run_learning.py")
+    for call in calls:  # the wrapper's named arguments, passed on unchanged
+        argv = call["argv"]
+        assert argv[1] == "run"
+        assert argv[argv.index(inner_script) + 1].startswith("--job-id")
