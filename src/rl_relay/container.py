@@ -237,7 +237,10 @@ def check_settings(settings: Mapping[str, Any], cwd: Path) -> list[tuple[str, st
         try:
             resolve(fixed, "fixed_params", cwd)
         except ContainerError as err:
-            problems += [("fixed_params", line) for line in str(err).splitlines()]
+            problems += [
+                ("fixed_params", line.removeprefix("fixed_params: "))
+                for line in str(err).splitlines()
+            ]
     native = settings.get("singularity")
     if isinstance(native, Mapping):
         image = Path(str(native.get("image", ""))).expanduser()
