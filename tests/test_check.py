@@ -136,3 +136,42 @@ def test_unreadable_settings_file(tmp_path: Path) -> None:
     proc = check(bad)
     assert proc.returncode == 1
     assert f"FAIL {bad}: cannot be read as cluster_utils reads it" in proc.stdout
+
+
+def test_learner_schema_bounds_env_id_and_container(tmp_path: Path) -> None:
+    settings = local_settings(
+        tmp_path,
+        {
+            "config.config_templates": str(REPO / "hp_optim" / "config_templates_ppo.json"),
+            "config.env_config.id": "NoSuchEnv-v0",
+            "singularity.image": str(tmp_path / "missing.sif"),
+            "singularity.script": "wrappers/run_learning.py",
+        },
+    )
+
+    def change(s: dict) -> None:
+        s["script_relative_path"] = "wrappers/run_singularity.py"
+        s["optimized_params"] = [
+            {
+                "param": "config.rl_config.learning_rate",
+                "distribution": "TruncatedNormal",
+                "bounds": [-0.01, 0.01],
+            },
+            {
+                "param": "config.rl_config.gamma",
+                "distribution": "TruncatedNormal",
+                "bounds": [0.9, 0.999],
+            },
+        ]
+
+    proc = check(edit(settings, change))
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert (
+        "optimized_params[0]: config.rl_config.learning_rate = -0.01 (an end of its range)"
+        " is not allowed by the learner" in out
+    )
+    assert "learning_rate: -0.01 is less than or equal to the minimum of 0" in out
+    assert "optimized_params[1]" not in out
+    assert "'NoSuchEnv-v0' is not a registered Gymnasium environment" in out
+    assert f"singularity.image {tmp_path / 'missing.sif'} does not exist" in out

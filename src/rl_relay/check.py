@@ -294,6 +294,8 @@ def check_search_space(
     problems = []
     templates = ctx.job.templates
     fixed = list(ctx.job.overrides)
+    # problems the templates have anyway are the sampled configuration's to report
+    base_problems = set(validate(ctx.job.merged, templates.sources)) if validate else set()
     for i, item in enumerate(ctx.settings.get("optimized_params", [])):
         where = ctx.at(f"optimized_params[{i}]")
         item = _plain(item)
@@ -335,7 +337,7 @@ def check_search_space(
                 )
                 break
             if validate is not None:
-                for message in validate(merged, templates.sources):
+                for message in set(validate(merged, templates.sources)) - base_problems:
                     problems.append(
                         Problem(
                             where,
@@ -374,18 +376,22 @@ def check_sample(
         ]
 
 
-def learner_validator() -> Callable[[dict[str, Any], dict[str, str]], list[str]] | None:
-    """The default learner's schema check, if the configs are for it."""
-    try:
-        from rl_relay.learner.config import validate_configs
-    except ImportError:
+def uses_default_learner(command: Sequence[str]) -> bool:
+    """Whether the learning command is rl-relay's own learner (whose schemas then apply)."""
+    return any("rl_relay.learner" in part or part.endswith("rl-relay-learn") for part in command)
+
+
+def learner_validator(ctx: Context) -> Callable[[dict[str, Any], dict[str, str]], list[str]] | None:
+    """The default learner's schema check, when the job runs the default learner."""
+    if ctx.job is None or not uses_default_learner(ctx.job.params.learning_command):
         return None
+    from rl_relay.learner.config import validate_configs
+
     return validate_configs
 
 
 def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
     """All checks; returns the problems and the names of the checks passed and skipped."""
-    validate = learner_validator()
     checks: list[tuple[str, Callable[[], list[Problem]]]] = [
         ("settings sections", lambda: check_sections(ctx)),
         ("no keyboard input needed", lambda: check_interaction(ctx)),
@@ -393,8 +399,11 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
         (f"cluster_requirements for {ctx.engine}", lambda: check_requirements(ctx)),
         ("job script", lambda: check_script(ctx)),
         ("fixed parameters and templates", lambda: check_job_params(ctx)),
-        ("search space against templates and schemas", lambda: check_search_space(ctx, validate)),
-        ("a sampled configuration", lambda: check_sample(ctx, validate)),
+        (
+            "search space against templates and schemas",
+            lambda: check_search_space(ctx, learner_validator(ctx)),
+        ),
+        ("a sampled configuration", lambda: check_sample(ctx, learner_validator(ctx))),
     ]
     try:
         from rl_relay.container import check_settings as container_checks
