@@ -11,6 +11,6 @@ cd "$repo"
 name="ppo_local_$(date +%Y%m%d-%H%M%S)"  # a new name: cluster_utils asks before reusing one
 results="$repo/results"
 overrides=("optimization_procedure_name=\"$name\"" "results_dir=\"$results\"" "$@")
-rl-relay check hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
-python -m cluster_utils.hp_optimization hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
+rl-relay check --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
+python -m rl_relay.local_hpo hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay report "$results/$name"

@@ -130,8 +130,9 @@ def local_settings(tmp_path: Path, fixed: dict, samples: int = 4) -> Path:
 
 
 def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """cluster_utils' hp_optimization with its local backend, even where sbatch is on PATH."""
     return subprocess.run(
-        [sys.executable, "-m", "cluster_utils.hp_optimization", str(settings), *overrides],
+        [sys.executable, "-m", "rl_relay.local_hpo", str(settings), *overrides],
         cwd=REPO,
         capture_output=True,
         text=True,

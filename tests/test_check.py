@@ -13,9 +13,12 @@ import pytest
 from conftest import REPO, STAND_IN_LEARNER, local_settings, write_stand_in_templates
 
 
-def check(settings: Path, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def check(
+    settings: Path, *overrides: str, env: dict | None = None, local: bool = True
+) -> subprocess.CompletedProcess:
+    flags = ["--local"] if local else []
     return subprocess.run(
-        [sys.executable, "-m", "rl_relay.cli", "check", str(settings), *overrides],
+        [sys.executable, "-m", "rl_relay.cli", "check", *flags, str(settings), *overrides],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -122,7 +125,7 @@ def test_slurm_requirements_when_sbatch_is_on_path(settings: Path, tmp_path: Pat
     sbatch.write_text("#!/bin/sh\nexit 0\n")  # only its presence matters to cluster_utils
     sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    proc = check(settings, env=env)
+    proc = check(settings, env=env, local=False)
     assert proc.returncode == 1
     assert "(engine: slurm)" in proc.stdout
     for key in ("partition", "memory_in_mb", "request_time"):

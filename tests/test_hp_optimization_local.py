@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,3 +70,29 @@ def test_configuration_error_fails_jobs_with_the_message(tmp_path: Path) -> None
     assert server_log.count("died with error") == 2
     assert "has no key 'no_such_key'" in server_log
     assert not list((tmp_path / "results").glob("**/calls.jsonl"))  # no training started
+
+
+def test_local_backend_even_with_a_scheduler_on_path(tmp_path: Path, monkeypatch) -> None:
+    """A login node has sbatch; rl_relay.local_hpo still runs locally (cluster_utils alone
+    would submit to Slurm)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "condor_q"):
+        fake = bin_dir / name
+        fake.write_text("#!/bin/sh\necho 'not to be called' >&2\nexit 1\n")
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    index = write_stand_in_templates(tmp_path / "templates")
+    settings = local_settings(
+        tmp_path,
+        {
+            "config.config_templates": str(index),
+            "learning_runs_per_job": 1,
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        },
+        samples=2,
+    )
+    proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    log = (tmp_path / "results" / "local_test" / "cluster_run.log").read_text()
+    assert "No cluster detected, running locally" in log

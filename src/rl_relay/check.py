@@ -88,8 +88,10 @@ class Context:
         return f"{self.settings_file}: {key}"
 
 
-def detect_engine() -> str:
+def detect_engine(local: bool = False) -> str:
     """The backend cluster_utils will pick: it looks at the PATH in this order."""
+    if local:  # python -m rl_relay.local_hpo
+        return "local"
     if shutil.which("condor_q"):
         return "htcondor"
     if shutil.which("sbatch"):
@@ -439,6 +441,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the same override strings hp_optimization takes, e.g."
         " 'optimization_procedure_name=\"ppo_run_2\"'",
     )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="check for a local run with python -m rl_relay.local_hpo (ignore sbatch/condor_q)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -453,7 +460,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = Context(
         settings_file=args.settings_file,
         settings=settings,
-        engine=detect_engine(),
+        engine=detect_engine(args.local),
         interactive=sys.stdin.isatty(),
         cwd=Path.cwd(),
     )
