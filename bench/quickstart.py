@@ -87,7 +87,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "cluster_utils.hp_optimization",
+                "rl_relay.local_hpo",
                 str(SETTINGS),
                 f'optimization_procedure_name="{name}"',
                 f'results_dir="{results}"',
@@ -97,6 +97,7 @@ def main() -> None:
             check=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wall = time.perf_counter() - start
         results_dir = results / name
