@@ -91,6 +91,7 @@ def main() -> None:
                 str(SETTINGS),
                 f'optimization_procedure_name="{name}"',
                 f'results_dir="{results}"',
+                "remove_working_dirs=False",  # the breakdown reads every job's directory
                 *args.overrides,
             ],
             cwd=REPO,
