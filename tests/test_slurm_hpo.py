@@ -1,0 +1,138 @@
+"""run_learning under cluster_utils on a real Slurm cluster (tests/slurm_cluster.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, STAND_IN_LEARNER, local_settings, write_stand_in_templates
+from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except SlurmUnavailable as err:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no Slurm test cluster here: {err}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def slurm_settings(tmp_path: Path, fixed: dict, samples: int) -> Path:
+    settings = local_settings(tmp_path, fixed, samples=samples)
+    data = json.loads(settings.read_text())
+    data["cluster_requirements"] = {
+        "partition": "debug",
+        "request_cpus": 1,
+        "memory_in_mb": 500,
+        "request_time": "00:10:00",
+        "signal_seconds_to_timeout": 60,
+    }
+    del data["optimization_setting"]["run_local"]
+    data["optimization_setting"]["n_jobs_per_iteration"] = samples
+    settings.write_text(json.dumps(data))
+    return settings
+
+
+def hp_optimization_on(slurm: SlurmCluster, settings: Path) -> subprocess.Popen:
+    """The plain cluster_utils command: it finds sbatch on the PATH and submits to Slurm."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cluster_utils.hp_optimization", str(settings)],
+        cwd=REPO,
+        env=slurm.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def rows(results: Path) -> list[dict]:
+    with open(results / "all_data.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_chained_jobs_resume_and_report_on_slurm(slurm: SlurmCluster, tmp_path: Path) -> None:
+    index = write_stand_in_templates(tmp_path / "templates", {"tick_seconds": 0.05})
+    settings = slurm_settings(
+        tmp_path,
+        {
+            "config.config_templates": str(index),
+            "learning_runs_per_job": 1,
+            "training_iterations": 2,
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        },
+        samples=2,
+    )
+    proc = hp_optimization_on(slurm, settings)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    results = tmp_path / "results" / "local_test"
+    server_log = (results / "cluster_run.log").read_text()
+    assert "Slurm detected" in server_log
+    done = rows(results)
+    assert len(done) >= 2
+    for row in done:
+        assert server_log.count(f"Job {row['_id']} exited to be resumed.") == 1
+        assert float(row["mean_eprewmean"]) > 0
+        state = json.loads((Path(row["working_dir"]) / "restarts.json").read_text())
+        assert state["runs"][0]["done"]
+
+
+def test_usr1_before_the_time_limit_checkpoints_and_resumes(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """scancel --signal=USR1 mid-training: the learner checkpoints, the job exits for resume,
+    is submitted again and ends with the same model as without the signal."""
+    index = write_stand_in_templates(tmp_path / "templates", {"tick_seconds": 0.5, "ticks": 30})
+    settings = slurm_settings(
+        tmp_path,
+        {
+            "config.config_templates": str(index),
+            "learning_runs_per_job": 1,
+            "training_iterations": 1,
+            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        },
+        samples=1,
+    )
+    data = json.loads(settings.read_text())
+    data["optimization_setting"]["number_of_samples"] = 1
+    settings.write_text(json.dumps(data))
+    proc = hp_optimization_on(slurm, settings)
+    wd_root = tmp_path / "results" / "local_test" / "working_directories"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(wd_root.glob("*/calls.jsonl")):
+        time.sleep(0.2)
+    time.sleep(3)  # mid-training
+    jobs = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], env=slurm.env, capture_output=True, text=True
+    ).stdout.split()
+    assert jobs, "no running Slurm job"
+    subprocess.run(["scancel", "--signal=USR1", jobs[0]], env=slurm.env, check=True)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    (wd,) = list(wd_root.glob("*")) or list(
+        (tmp_path / "results" / "local_test" / "best_jobs").glob("*")
+    )
+    state = json.loads((wd / "restarts.json").read_text())
+    assert state["runs"][0]["resumes"] == 1 and state["runs"][0]["failures"] == []
+    calls = [json.loads(line) for line in (wd / "calls.jsonl").read_text().splitlines()]
+    assert [c["dir"] for c in calls] == ["run_0.0-0", "run_0.0-0"]  # same attempt, resumed
+    assert calls[1]["load_path"].endswith("run_0.0-0/model")
+    model = json.loads((wd / "run_0.0-0" / "model.zip").read_text())
+    assert model["ticks"] == 30  # the same final model as an uninterrupted run
