@@ -61,8 +61,11 @@ def checkpoint_costs(index: str, steps: int, repeats: int) -> str:
 
 
 def throughput(steps: int, repeats: int) -> str:
+    """Steps/s of ``learn()`` alone: construction and checkpoints are counted in part 1."""
     import stable_baselines3
     import torch
+
+    from rl_relay.learner.train import PreemptionCallback
 
     torch.set_num_threads(1)
     ours, bare = [], []
@@ -70,13 +73,17 @@ def throughput(steps: int, repeats: int) -> str:
         with tempfile.TemporaryDirectory() as name:
             configs = defaults("config_templates_ppo.json", Path(name), steps)
             configs["rl_common_config"]["seed"] = i
-            start = time.perf_counter()
             model = build_model(configs, cpus=1)
             model.set_logger(make_logger(name + "/logs", ["csv"]))
-            setup = time.perf_counter() - start
+            model.relay_horizon = steps
             start = time.perf_counter()
-            train(configs, [], cpus=1)
-            ours.append(steps / (time.perf_counter() - start - setup))
+            model.learn(
+                total_timesteps=steps,
+                callback=PreemptionCallback([]),
+                reset_num_timesteps=False,
+                log_interval=1,
+            )
+            ours.append(steps / (time.perf_counter() - start))
             env = build_model(configs, cpus=1).get_env()
             algo = getattr(stable_baselines3, configs["rl_config"]["algorithm"])
             plain = algo(env=env, seed=i, device="cpu", **constructor_kwargs(configs["rl_config"]))
