@@ -24,7 +24,14 @@ from typing import Any
 
 from rl_relay.job import ConfigError, prepare, step_configs
 from rl_relay.job_params import lookup
-from rl_relay.overrides import Override, OverrideError, collect_overrides, merge, parse_param_name
+from rl_relay.overrides import (
+    Override,
+    OverrideError,
+    collect_overrides,
+    merge,
+    parse_param_name,
+    plain,
+)
 from rl_relay.state import Step
 from rl_relay.templates import write_configs
 
@@ -107,14 +114,6 @@ def load_settings(settings_file: Path, overrides: Sequence[str]) -> Mapping[str,
 
     args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
     return read_main_script_params_from_args(args)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 # -- the checks --------------------------------------------------------------------------
@@ -236,7 +235,7 @@ def check_script(ctx: Context) -> list[Problem]:
 
 
 def _fixed_params(ctx: Context) -> dict[str, Any]:
-    return _plain(ctx.settings.get("fixed_params", {}))
+    return plain(ctx.settings.get("fixed_params", {}))
 
 
 def check_job_params(ctx: Context) -> list[Problem]:
@@ -271,7 +270,7 @@ def sample_configuration(ctx: Context) -> dict[str, Any]:
     samples = {}
     for item in ctx.settings.get("optimized_params", []):
         try:
-            distribution = get_distribution(**_plain(item))
+            distribution = get_distribution(**plain(item))
             distribution.prepare_samples(1)
             samples[item["param"]] = distribution.sample()
         except Exception:  # reported by check_search_space  # noqa: BLE001
@@ -300,7 +299,7 @@ def check_search_space(
     base_problems = set(validate(ctx.job.merged, templates.sources)) if validate else set()
     for i, item in enumerate(ctx.settings.get("optimized_params", [])):
         where = ctx.at(f"optimized_params[{i}]")
-        item = _plain(item)
+        item = plain(item)
         param = item.get("param", "")
         distribution = item.get("distribution")
         if distribution not in (*INTEGER_DISTRIBUTIONS, *FLOAT_DISTRIBUTIONS, "Discrete"):

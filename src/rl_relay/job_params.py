@@ -16,6 +16,8 @@ from typing import Any
 
 import jsonschema
 
+from rl_relay.overrides import plain
+
 #: The default learner: the project's own, run with the job's own interpreter.
 DEFAULT_LEARNING_COMMAND = (sys.executable, "-m", "rl_relay.learner")
 DEFAULT_REWARD_COLUMN = "rollout/ep_rew_mean"
@@ -82,15 +84,6 @@ def lookup(params: Mapping[str, Any], dotted: str, default: Any = _MISSING) -> A
     return node
 
 
-def _plain(value: Any) -> Any:
-    """smart_settings hands out tuples and read-only mappings; JSON Schema wants lists/dicts."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class JobParams:
     """What run_learning was asked to do, defaults filled in."""
@@ -111,7 +104,7 @@ class JobParams:
     ) -> JobParams:
         """Validate and fill in defaults; ``source`` names where the parameters came from."""
         flat = {
-            key: _plain(lookup(params, key, DEFAULTS.get(key)))
+            key: plain(lookup(params, key, DEFAULTS.get(key)))
             for key in SCHEMA["properties"]
             if lookup(params, key, None) is not None or key in DEFAULTS
         }

@@ -147,12 +147,12 @@ def _compatible(old: Any, new: Any) -> bool:
     )
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Tuples (smart_settings' lists) become lists, mappings become dicts, for JSON output."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -198,7 +198,7 @@ def apply_override(document: Any, override: Override, source: str) -> None:
                     f" {override.value!r} is {_json_type(override.value)}; sample a value"
                     f" of the template's type"
                 )
-            node[step.key] = _plain(override.value)
+            node[step.key] = plain(override.value)
         else:
             node = node[step.key]
 
