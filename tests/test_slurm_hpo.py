@@ -136,3 +136,79 @@ def test_usr1_before_the_time_limit_checkpoints_and_resumes(
     assert calls[1]["load_path"].endswith("run_0.0-0/model")
     model = json.loads((wd / "run_0.0-0" / "model.zip").read_text())
     assert model["ticks"] == 30  # the same final model as an uninterrupted run
+
+
+def test_usr1_with_the_real_learner_ends_bit_identical(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """The default learner under Slurm: USR1 mid-training -> checkpoint, exit 3, resubmission,
+    and the final model equals the one of the same job run without interruption."""
+    import torch
+
+    from rl_relay.learner import checkpoint
+
+    fixed = {
+        "config.config_templates": str(REPO / "hp_optim" / "config_templates_ppo.json"),
+        "config.rl_common_config.total_timesteps": 12000,
+        "config.rl_common_config.eval_episodes": 2,
+        "config.env_config.n_envs": 2,
+        "config.rl_config.n_steps": 16,
+        "config.rl_config.batch_size": 32,
+        "config.rl_config.n_epochs": 2,
+        "config.rl_config.policy_kwargs.net_arch": [16, 16],
+        "learning_runs_per_job": 1,
+        "training_iterations": 1,
+    }
+    settings = slurm_settings(tmp_path, fixed, samples=1)
+    data = json.loads(settings.read_text())
+    data["optimization_setting"]["number_of_samples"] = 1
+    data["optimized_params"] = [
+        {"param": "config.rl_config.learning_rate", "distribution": "Discrete", "options": [0.001]}
+    ]
+    settings.write_text(json.dumps(data))
+    proc = hp_optimization_on(slurm, settings)
+    results = tmp_path / "results" / "local_test"
+    progress = results / "working_directories" / "0" / "run_0.0-0" / "logs" / "progress.csv"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and (
+        not progress.exists() or len(progress.read_text().splitlines()) < 5
+    ):
+        time.sleep(0.1)
+    jobs = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], env=slurm.env, capture_output=True, text=True
+    ).stdout.split()
+    assert jobs, "no running Slurm job"
+    subprocess.run(["scancel", "--signal=USR1", jobs[0]], env=slurm.env, check=True)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    wd = next(
+        p
+        for p in (results / "working_directories" / "0", results / "best_jobs" / "directories_0")
+        if (p / "restarts.json").exists()
+    )
+    state = json.loads((wd / "restarts.json").read_text())
+    assert state["runs"][0]["resumes"] == 1 and state["runs"][0]["failures"] == []
+    assert "preempted at" in (wd / "run_0.0-0" / "stderr.txt").read_text()
+
+    # the same job without interruption, by hand, with the CPUs the Slurm job had
+    params = tmp_path / "params.json"
+    params.write_text(
+        json.dumps(
+            {
+                **fixed,
+                "config.rl_config.learning_rate": 0.001,
+                "working_dir": str(tmp_path / "clean"),
+            }
+        )
+    )
+    clean = subprocess.run(
+        [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(params)],
+        env=dict(os.environ, SLURM_CPUS_PER_TASK="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    a = checkpoint.load(str(wd / "run_0.0-0" / "model")).model.get_parameters()["policy"]
+    b = checkpoint.load(str(tmp_path / "clean" / "run_0.0-0" / "model")).model.get_parameters()[
+        "policy"
+    ]
+    assert all(torch.equal(a[k], b[k]) for k in a)
