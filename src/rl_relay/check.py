@@ -241,10 +241,7 @@ def _fixed_params(ctx: Context) -> dict[str, Any]:
 def check_job_params(ctx: Context) -> list[Problem]:
     """Fixed parameters, templates and fixed overrides, as the job itself will check them."""
     fixed = _fixed_params(ctx)
-    if (
-        "config.config_templates" not in fixed
-        and lookup(fixed, "config.config_templates", None) is None
-    ):
+    if lookup(fixed, "config.config_templates", None) is None:  # flat or nested
         return [
             Problem(
                 ctx.at("fixed_params.config.config_templates"),

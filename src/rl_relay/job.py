@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import statistics
 import sys
@@ -157,8 +158,6 @@ def _describe_exit(result: ChildResult, timeout: float | None) -> str:
     if result.timed_out:
         return f"ran over learning_timeout ({timeout} s) and was ended"
     if result.returncode < 0:
-        import signal
-
         return f"was killed by signal {signal.Signals(-result.returncode).name}"
     return f"exited with code {result.returncode}"
 
