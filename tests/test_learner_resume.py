@@ -146,7 +146,10 @@ def assert_same_state(a: Path, b: Path) -> None:
         assert np.array_equal(va.obs_rms.mean, vb.obs_rms.mean)
         assert np.array_equal(va.ret_rms.var, vb.ret_rms.var)
     if getattr(ma, "replay_buffer", None) is not None:
-        assert np.array_equal(ma.replay_buffer.observations, mb.replay_buffer.observations)
+        for name in ("observations", "next_observations", "actions", "rewards", "dones"):
+            array = getattr(ma.replay_buffer, name)
+            assert array.shape[0] == ma.replay_buffer.buffer_size, name  # tail restored
+            assert np.array_equal(array, getattr(mb.replay_buffer, name)), name
         assert ma.replay_buffer.pos == mb.replay_buffer.pos
 
 
@@ -164,16 +167,23 @@ def test_split_training_is_bit_identical(tmp_path, rl, env, total, splits) -> No
     assert any("eval/mean_reward" in r for r in rows(whole))
 
 
-def test_preempted_training_resumes_bit_identical(tmp_path: Path) -> None:
-    total = 4000
-    whole = train_chain(tmp_path / "whole", PPO, CARTPOLE, total, 1)
+@pytest.mark.parametrize(
+    ("rl", "env", "total", "rows_before_signal"),
+    [(PPO, CARTPOLE, 4000, 4), (SAC, PENDULUM, 2400, 2)],
+    ids=["ppo-cartpole-vecnormalize", "sac-pendulum"],
+)
+def test_preempted_training_resumes_bit_identical(
+    tmp_path: Path, rl: dict, env: dict, total: int, rows_before_signal: int
+) -> None:
+    """A real SIGTERM mid-training, then a restart from save_path: same as uninterrupted."""
+    whole = train_chain(tmp_path / "whole", rl, env, total, 1)
     run_dir = tmp_path / "preempted" / "run_0.0-0"
     common = {"training_iteration": 0, "training_iterations": 1, "total_timesteps": total}
-    proc = learner(write_configs(run_dir, PPO, CARTPOLE, common, ""))
+    proc = learner(write_configs(run_dir, rl, env, common, ""))
     deadline = time.monotonic() + 120
     progress = run_dir / "logs" / "progress.csv"
     while time.monotonic() < deadline and (
-        not progress.exists() or len(progress.read_text().splitlines()) < 4
+        not progress.exists() or len(progress.read_text().splitlines()) < rows_before_signal
     ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -181,7 +191,7 @@ def test_preempted_training_resumes_bit_identical(tmp_path: Path) -> None:
     assert proc.returncode == 3, err
     stopped_at = checkpoint.read_info(str(run_dir / "model"))["num_timesteps"]
     assert 0 < stopped_at < total
-    proc = learner(write_configs(run_dir, PPO, CARTPOLE, common, str(run_dir / "model")))
+    proc = learner(write_configs(run_dir, rl, env, common, str(run_dir / "model")))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert_same_state(whole[0] / "model", run_dir / "model")

@@ -36,6 +36,57 @@ RESUME_SUFFIX = ".resume.pkl"
 INFO_SUFFIX = ".resume.json"
 
 
+def _trim_replay_buffer(model: BaseAlgorithm) -> dict[str, Any] | None:
+    """Cut a not yet full replay buffer's arrays to their filled part (in place).
+
+    SB3 allocates the whole capacity with ``np.zeros`` (1e6 transitions by default), so a
+    short training would otherwise pickle tens of MB of zeros. Returns what ``_untrim``
+    needs to put the zero tails back, bit for bit.
+    """
+    buffer = getattr(model, "replay_buffer", None)
+    if buffer is None or buffer.full or buffer.pos == buffer.buffer_size:
+        return None
+    size, pos = buffer.buffer_size, buffer.pos
+    trimmed: dict[str, Any] = {}
+    for name, value in list(vars(buffer).items()):
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == size:
+            trimmed[name] = value
+            setattr(buffer, name, value[:pos].copy())
+        elif (
+            isinstance(value, dict)
+            and all(
+                isinstance(v, np.ndarray) and v.ndim and v.shape[0] == size for v in value.values()
+            )
+            and value
+        ):
+            trimmed[name] = value
+            setattr(buffer, name, {k: v[:pos].copy() for k, v in value.items()})
+    return trimmed
+
+
+def _untrim_replay_buffer(model: BaseAlgorithm, size: int, names: list[str]) -> None:
+    """Re-allocate a trimmed buffer's full-capacity arrays (zeros past ``pos``, as SB3 does)."""
+
+    def full(part: np.ndarray) -> np.ndarray:
+        array = np.zeros((size, *part.shape[1:]), dtype=part.dtype)
+        array[: len(part)] = part
+        return array
+
+    buffer = model.replay_buffer  # type: ignore[attr-defined]
+    for name, value in list(vars(buffer).items()):
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == buffer.pos:
+            setattr(buffer, name, full(value))
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(
+                isinstance(v, np.ndarray) and v.ndim and v.shape[0] == buffer.pos
+                for v in value.values()
+            )
+        ):
+            setattr(buffer, name, {k: full(v) for k, v in value.items()})
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be used."""
 
@@ -83,12 +134,17 @@ def save(model: BaseAlgorithm, save_path: str) -> dict[str, float]:
         ),
     }
     model._logger = None  # open files do not pickle; the next process makes its own
+    trimmed = _trim_replay_buffer(model)
+    if trimmed is not None:
+        state["trimmed_buffer"] = (model.replay_buffer.buffer_size, list(trimmed))  # type: ignore[attr-defined]
     try:
         state["model"] = model
         with atomic_path(resume_file(save_path)) as tmp, open(tmp, "wb") as f:
             cloudpickle.dump(state, f)
     finally:
         model._logger = sb3_logger
+        for name, value in (trimmed or {}).items():
+            setattr(model.replay_buffer, name, value)  # type: ignore[attr-defined]
     buffer = io.BytesIO()
     model.save(buffer)
     atomic_write_bytes(save_path + ".zip", buffer.getvalue())
@@ -127,6 +183,8 @@ def load(load_path: str) -> Restored:
     if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a version {FORMAT_VERSION} rl-relay checkpoint")
     model = state["model"]
+    if state.get("trimmed_buffer"):
+        _untrim_replay_buffer(model, *state["trimmed_buffer"])
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
         vec_normalize.set_venv(state["inner_env"])
