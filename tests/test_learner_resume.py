@@ -164,6 +164,8 @@ def test_split_training_is_bit_identical(tmp_path, rl, env, total, splits) -> No
         split = train_chain(tmp_path / f"split{k}", rl, env, total // k, k)
         assert_same_state(whole[-1] / "model", split[-1] / "model")
         assert rows(split) == rows(whole)
+        assert checkpoint.read_info(str(split[-1] / "model"))["previous_load_seconds"] >= 0
+    assert checkpoint.read_info(str(whole[-1] / "model"))["previous_load_seconds"] is None
     assert any("eval/mean_reward" in r for r in rows(whole))
 
 

@@ -116,8 +116,14 @@ def resume_file(save_path: str) -> Path:
     return Path(save_path + RESUME_SUFFIX)
 
 
-def save(model: BaseAlgorithm, save_path: str) -> dict[str, float]:
-    """Write the plain SB3 model and the resume checkpoint; return size and time."""
+def save(
+    model: BaseAlgorithm, save_path: str, load_seconds: float | None = None
+) -> dict[str, float | None]:
+    """Write the plain SB3 model and the resume checkpoint; return size and time.
+
+    ``load_seconds``: how long restoring this process's own ``load_path`` took, recorded in
+    the info file too, so both costs are beside the checkpoint that run_learning keeps.
+    """
     start = time.perf_counter()
     sb3_logger = model._logger
     vec_normalize = model.get_vec_normalize_env()
@@ -155,6 +161,7 @@ def save(model: BaseAlgorithm, save_path: str) -> dict[str, float]:
         "checkpoint_bytes": resume_file(save_path).stat().st_size,
         "model_zip_bytes": len(buffer.getvalue()),
         "save_seconds": time.perf_counter() - start,
+        "previous_load_seconds": load_seconds,
         "num_timesteps": model.num_timesteps,
     }
     atomic_write_json(save_path + INFO_SUFFIX, info)

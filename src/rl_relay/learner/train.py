@@ -121,8 +121,10 @@ def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
     iteration, iterations = common["training_iteration"], common["training_iterations"]
     per_iteration = common["total_timesteps"]
     sb3_logger = make_logger(rl["log_path"], common.get("log_formats", ["csv"]))
+    load_seconds = None
     if rl["load_path"]:
         restored = checkpoint.load(rl["load_path"])
+        load_seconds = restored.load_seconds
         model = restored.model
         model.set_logger(sb3_logger)
         restored.restore_globals(sb3_logger)
@@ -154,7 +156,7 @@ def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
                 "preempted at %d timesteps: checkpointing to resume", model.num_timesteps
             )
             code = exit_codes.RESUME
-    checkpoint.save(model, rl["save_path"])
+    checkpoint.save(model, rl["save_path"], load_seconds)
     if code == exit_codes.SUCCESS and iteration + 1 >= iterations:
         evaluate(model, configs)
     sb3_logger.close()
