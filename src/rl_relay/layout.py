@@ -1,0 +1,188 @@
+"""Every file and directory name of a job and of an HPO's results, in one place.
+
+A job's working directory (``working_dir``) and cluster_utils' results directory have a
+fixed layout that the job runner, the container wrapper, the checks, the report, PBT and
+the re-evaluation all read or write. ``JobPaths`` and ``StepPaths`` (after submitit's
+``JobPaths``: one object that knows every path of a job) and ``ResultsPaths`` own those
+names; nothing else spells them. Standard library only (``run_singularity`` runs on the
+host).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# -- a job's working directory -------------------------------------------------------------
+STATE_FILE = "restarts.json"
+LOCK_FILE = ".rl-relay.lock"
+JOB_LOG = "run_learning.log"
+STDOUT_FILE = "stdout.txt"
+STDERR_FILE = "stderr.txt"
+# -- one step (run_{run}.{iteration}-{attempt}) ----------------------------------------------
+MAIN_CONFIG = "config.json"
+CONFIG_DIR = "config"
+MODEL_NAME = "model"
+LOG_DIR = "logs"
+PROGRESS_FILE = "progress.csv"
+
+_STEP_DIR = "run_{run}.{iteration}-{attempt}"
+STEP_DIR_RE = re.compile(r"^run_(\d+)\.(\d+)-(\d+)$")
+
+
+def step_dir_name(run: int, iteration: int, attempt: int) -> str:
+    """``run_{learning_run}.{training_iteration}-{attempt}``, the original's layout."""
+    return _STEP_DIR.format(run=run, iteration=iteration, attempt=attempt)
+
+
+def parse_step_dir_name(name: str) -> tuple[int, int, int] | None:
+    """``(run, iteration, attempt)`` of a step directory's name, or None for other names."""
+    match = STEP_DIR_RE.match(name)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+@dataclass(frozen=True)
+class StepPaths:
+    """The files of one step: one training iteration of one attempt of one learning run."""
+
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def main_config(self) -> Path:
+        """What the learning command gets: config name -> merged config file."""
+        return self.dir / MAIN_CONFIG
+
+    @property
+    def config_dir(self) -> Path:
+        return self.dir / CONFIG_DIR
+
+    def config(self, name: str) -> Path:
+        return self.config_dir / f"{name}.json"
+
+    @property
+    def save_path(self) -> Path:
+        """``rl_config.save_path``: the learner writes its model files with this prefix."""
+        return self.dir / MODEL_NAME
+
+    @property
+    def log_dir(self) -> Path:
+        """``rl_config.log_path``."""
+        return self.dir / LOG_DIR
+
+    @property
+    def progress(self) -> Path:
+        return self.log_dir / PROGRESS_FILE
+
+    @property
+    def stdout(self) -> Path:
+        return self.dir / STDOUT_FILE
+
+    @property
+    def stderr(self) -> Path:
+        return self.dir / STDERR_FILE
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """The files of one job's working directory."""
+
+    working_dir: Path
+
+    @property
+    def state(self) -> Path:
+        """``restarts.json``: where the job stands, rewritten atomically after every step."""
+        return self.working_dir / STATE_FILE
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) for the lifetime of a job process: one process per working dir."""
+        return self.working_dir / LOCK_FILE
+
+    @property
+    def log(self) -> Path:
+        """``run_learning.log``: every start, step and exit of the job, with timestamps."""
+        return self.working_dir / JOB_LOG
+
+    @property
+    def stdout(self) -> Path:
+        """The container's output (run_singularity), appended over all cluster jobs."""
+        return self.working_dir / STDOUT_FILE
+
+    @property
+    def stderr(self) -> Path:
+        return self.working_dir / STDERR_FILE
+
+    def step(self, run: int, iteration: int, attempt: int) -> StepPaths:
+        return StepPaths(self.working_dir / step_dir_name(run, iteration, attempt))
+
+    def step_dirs(self) -> list[tuple[tuple[int, int, int], Path]]:
+        """Every step directory present, as ``((run, iteration, attempt), path)``, sorted."""
+        found = []
+        if self.working_dir.is_dir():
+            for child in self.working_dir.iterdir():
+                key = parse_step_dir_name(child.name)
+                if key is not None and child.is_dir():
+                    found.append((key, child))
+        return sorted(found)
+
+
+# -- cluster_utils' results directory ------------------------------------------------------
+# cluster_utils 3 file names (cluster_utils.base.constants), spelt out so that reading
+# results needs no cluster_utils import.
+ALL_DATA = "all_data.csv"
+REDUCED_DATA = "reduced_data.csv"
+METADATA = "metadata.json"
+SERVER_LOG = "cluster_run.log"
+STATUS_PICKLE = "status.pickle"
+WORKING_DIRS = "working_directories"
+BEST_JOBS = "best_jobs"
+#: cluster_utils names a kept best job ``directories_<id>`` (the part of
+#: ``working_directories/<id>`` after the last underscore, "/" replaced by "_").
+BEST_JOB_PREFIX = "directories_"
+#: Files cluster_utils' client writes into a job's working directory.
+JOB_SETTINGS = "settings.json"
+JOB_METRICS = "metrics.csv"
+JOB_PARAM_CHOICE = "param_choice.csv"
+
+
+@dataclass(frozen=True)
+class ResultsPaths:
+    """The files of one HPO's results directory (``results_dir/optimization_procedure_name``)."""
+
+    root: Path
+
+    @property
+    def all_data(self) -> Path:
+        return self.root / ALL_DATA
+
+    @property
+    def reduced_data(self) -> Path:
+        return self.root / REDUCED_DATA
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / METADATA
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / SERVER_LOG
+
+    @property
+    def status_pickle(self) -> Path:
+        return self.root / STATUS_PICKLE
+
+    @property
+    def working_dirs(self) -> Path:
+        return self.root / WORKING_DIRS
+
+    @property
+    def best_jobs(self) -> Path:
+        return self.root / BEST_JOBS
+
+    def job(self, job_id: int) -> JobPaths:
+        return JobPaths(self.working_dirs / str(job_id))

@@ -1,0 +1,42 @@
+"""The names of what a job reports to cluster_utils, and the default reward column.
+
+Settings files (``metric_to_optimize``), the checks, the report, the re-evaluation and the
+benchmarks refer to these names; they are the original ``hp_optim``'s and stay stable.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+#: Mean over the job's learning runs of each run's final ``reward_column`` value.
+MEAN_REWARD = "mean_eprewmean"
+#: Population std (as numpy.std) of the same values: the spread between seeds.
+STD_REWARD = "std_eprewmean"
+LEARNING_RUNS = "learning_runs"
+FAILED_ATTEMPTS = "failed_attempts"
+RESUMES = "resumes"
+#: Added by cluster_utils' ``finalize_job``.
+TIME_ELAPSED = "time_elapsed"
+
+#: Everything a run_learning job reports, in the order it reports them.
+REPORTED = (MEAN_REWARD, STD_REWARD, LEARNING_RUNS, FAILED_ATTEMPTS, RESUMES, TIME_ELAPSED)
+#: What settings files optimise by default (with ``minimize: false``).
+DEFAULT_METRIC = MEAN_REWARD
+#: The ``progress.csv`` column whose last value is a run's reward, unless set otherwise.
+DEFAULT_REWARD_COLUMN = "rollout/ep_rew_mean"
+#: The column of the learners' timestep counter in ``progress.csv``.
+TIMESTEPS_COLUMN = "time/total_timesteps"
+#: cluster_utils' suffix for the std between jobs of one configuration (reduced_data.csv).
+STD_SUFFIX = "__std"
+
+
+def job_metrics(rewards: Sequence[float], failed_attempts: int, resumes: int) -> dict[str, float]:
+    """What a job reports: mean and population std of its runs' rewards, and its counters."""
+    return {
+        MEAN_REWARD: statistics.fmean(rewards),
+        STD_REWARD: statistics.pstdev(rewards),
+        LEARNING_RUNS: len(rewards),
+        FAILED_ATTEMPTS: failed_attempts,
+        RESUMES: resumes,
+    }
