@@ -106,7 +106,7 @@ def test_search_space_types_and_indices(settings: Path) -> None:
     assert "use IntNormal/IntLogNormal for integers" in proc.stdout
     assert "optimized_params[3]: IntNormal samples 1" in proc.stdout
     assert "index 4 is out of range" in proc.stdout
-    assert "optimized_params[4]: distribution 'Gaussian'" in proc.stdout
+    assert "optimized_params[4].distribution: 'Gaussian' is not one of" in proc.stdout
 
 
 def test_command_line_overrides_are_read_like_cluster_utils(settings: Path) -> None:

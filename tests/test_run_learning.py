@@ -55,7 +55,7 @@ def test_runs_iterations_files_state_and_metrics(make_job, tmp_path: Path) -> No
         str(run_dir / "logs"),
     )
     common = read_json(main_config["rl_common_config"])
-    seed0 = derive_seed(0, 0, 0)
+    seed0 = derive_seed(0, 0, 0, 0)
     assert common == {
         "seed": seed0,
         "training_iteration": 1,
@@ -67,7 +67,7 @@ def test_runs_iterations_files_state_and_metrics(make_job, tmp_path: Path) -> No
     assert "stand-in learner in run_0.1-0" in proc.stdout  # passed through as well
 
     state = read_json(wd / "restarts.json")
-    seed1 = derive_seed(0, 1, 0)
+    seed1 = derive_seed(0, 1, 0, 0)
     rewards = [0.5 * 6 + seed0 % 7, 0.5 * 6 + seed1 % 7]
     assert [r["reward"] for r in state["runs"]] == rewards
     assert [r["seeds"] for r in state["runs"]] == [[seed0], [seed1]]
@@ -94,7 +94,7 @@ def test_failed_attempt_is_retried_from_the_start_with_a_new_seed(make_job, tmp_
         "run_1.1-0",
     ]
     run0 = read_json(wd / "restarts.json")["runs"][0]
-    assert run0["seeds"] == [derive_seed(0, 0, 0), derive_seed(0, 0, 1)]
+    assert run0["seeds"] == [derive_seed(0, 0, 0, 0), derive_seed(0, 0, 1, 0)]
     assert run0["failures"][0]["reason"] == "exited with code 2"
     assert run0["failures"][0]["run_dir"] == str(wd / "run_0.1-0")
     assert metrics_of(wd)["failed_attempts"] == "1"
@@ -171,7 +171,7 @@ def test_unknown_reward_column_is_a_configuration_error_that_keeps_the_training(
     proc = run_learning(params)
     assert proc.returncode == 0, proc.stderr
     assert len(calls(wd)) == 1  # the training was not repeated
-    assert float(metrics_of(wd)["mean_eprewmean"]) == 3 + derive_seed(0, 0, 0) % 7
+    assert float(metrics_of(wd)["mean_eprewmean"]) == 3 + derive_seed(0, 0, 0, 0) % 7
 
 
 def test_learning_timeout_is_a_failed_attempt(make_job, tmp_path) -> None:

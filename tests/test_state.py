@@ -55,7 +55,7 @@ def test_runs_get_distinct_reproducible_seeds_and_a_retry_gets_a_new_one() -> No
     failed = state.failed(state.next_step(), "exit code 2", "/w/run_0.1-0")
     retry = failed.next_step()
     assert (retry.iteration, retry.attempt, retry.load_path) == (0, 1, "")
-    assert retry.seed == derive_seed(0, 0, 1) != step.seed
+    assert retry.seed == PLAN.seed(0, 1) == derive_seed(0, 0, 1, PLAN.job_id) != step.seed
     assert failed.runs[0].seeds == [step.seed, retry.seed]
     assert failed.runs[0].failures[0].reason == "exit code 2"
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from rl_relay.paramtree import flatten, plain
 
 #: Parameters with this prefix are overrides; ``config.config_templates`` is not.
 PREFIX = "config"
@@ -82,15 +84,6 @@ def parse_param_name(param: str) -> tuple[str, tuple[Step, ...]]:
     return template, tuple(path)
 
 
-def _leaves(tree: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            yield from _leaves(value, name)
-        else:
-            yield name, value
-
-
 def collect_overrides(params: Mapping[str, Any]) -> list[Override]:
     """Every override in a job's parameters, nested (cluster_utils 3) or flat dotted form.
 
@@ -99,8 +92,10 @@ def collect_overrides(params: Mapping[str, Any]) -> list[Override]:
     Giving one entry in both forms with different values is an error.
     """
     found: dict[str, Any] = {}
-    for name, value in _leaves(params, ""):
+    for name, value in flatten(params):
         if not name.startswith(PREFIX + ".") or name == f"{PREFIX}.{TEMPLATES_KEY}":
+            continue
+        if isinstance(value, Mapping):  # an empty section sets nothing
             continue
         if name in found and found[name] != value:
             raise OverrideError(
@@ -111,7 +106,7 @@ def collect_overrides(params: Mapping[str, Any]) -> list[Override]:
     overrides = []
     for name, value in sorted(found.items()):
         template, path = parse_param_name(name)
-        overrides.append(Override(name, template, path, value))
+        overrides.append(Override(name, template, path, plain(value)))
     return overrides
 
 
@@ -145,15 +140,6 @@ def _compatible(old: Any, new: Any) -> bool:
             "integer",
         )
     )
-
-
-def plain(value: Any) -> Any:
-    """Tuples (smart_settings' lists) become lists, mappings become dicts, for JSON output."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def apply_override(document: Any, override: Override, source: str) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from rl_relay import exit_codes
 from rl_relay.atomic import atomic_write_text
-from rl_relay.job import STDERR_FILE
+from rl_relay.layout import STDERR_FILE
 from rl_relay.report_data import (
     DEFAULT_METRIC,
     DONE,

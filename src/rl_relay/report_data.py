@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_relay.reward import PROGRESS_FILE
-from rl_relay.state import STATE_FILE
+from rl_relay.layout import PROGRESS_FILE, STATE_FILE
 
 logger = logging.getLogger("rl_relay.report")
 

@@ -11,8 +11,6 @@ import csv
 import math
 from pathlib import Path
 
-PROGRESS_FILE = "progress.csv"
-
 
 class RewardColumnError(ValueError):
     """The column is not in the file at all: a configuration error (``reward_column``)."""
@@ -42,6 +40,8 @@ def read_reward(progress_csv: Path, column: str) -> float:
                     last = row[index].strip()
     except FileNotFoundError:
         raise NoRewardError(f"the learner wrote no {progress_csv}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise NoRewardError(f"{progress_csv} cannot be read: {err}") from None
     if not last:
         raise NoRewardError(f"column {column!r} of {progress_csv} has no value")
     try:

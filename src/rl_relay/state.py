@@ -5,10 +5,12 @@ A job trains ``learning_runs_per_job`` runs one after the other. A run is a chai
 starts the run over from its first iteration with a new seed (continuing from the last
 checkpoint would restore the same random state and repeat a seed-dependent failure), until
 ``max_attempts`` attempts have failed. A preempted step continues from its own checkpoint in
-the same directory and costs no attempt.
+the same directory and costs no attempt, as long as each resume makes progress.
 
 Transitions are pure (they return a new ``State``); ``load_state``/``save_state`` do the IO,
-atomically, so a job killed at any moment restarts from the last recorded step.
+atomically, so a job killed at any moment restarts from the last recorded step. The file
+also records the job's identity (what decides its result), so a working directory is never
+continued by a different job.
 """
 
 from __future__ import annotations
@@ -20,27 +22,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from rl_relay.atomic import atomic_write_json
+from rl_relay.layout import STATE_FILE, step_dir_name
+from rl_relay.validation import load_schema, problems
 
-STATE_FILE = "restarts.json"
-VERSION = 1
+VERSION = 2
 #: Seeds stay below 2**31 so every consumer (numpy, torch, gymnasium) accepts them.
 SEED_MODULUS = 2**31
+SEED_SCOPES = ("job", "shared")
+#: Resumes in a row whose checkpoint did not advance before the attempt counts as failed.
+MAX_STALLED_RESUMES = 3
 
 
 class StateError(ValueError):
-    """``restarts.json`` cannot be used (corrupt, unknown version, other settings)."""
+    """``restarts.json`` cannot be used (corrupt, unknown version, another job's)."""
 
 
-def derive_seed(base_seed: int, run: int, attempt: int) -> int:
+def derive_seed(base_seed: int, run: int, attempt: int, job_id: int | None = None) -> int:
     """The seed of ``attempt`` of learning ``run``: distinct per run and attempt, reproducible.
 
-    A hash rather than ``base_seed + run`` so that neighbouring base seeds do not share
-    runs (base 0 run 1 == base 1 run 0 would make two "independent" jobs correlated).
+    ``job_id`` None gives the seeds every job shares (``seed_scope: "shared"``, and the only
+    scope before version 2); a job id gives each job of an HPO its own seeds. A hash rather
+    than ``base_seed + run`` so that neighbouring base seeds do not share runs.
     """
-    digest = hashlib.sha256(f"rl-relay:{base_seed}:{run}:{attempt}".encode()).digest()
+    scope = "" if job_id is None else f"job{job_id}:"
+    digest = hashlib.sha256(f"rl-relay:{base_seed}:{scope}{run}:{attempt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % SEED_MODULUS
 
 
@@ -52,6 +58,22 @@ class Plan:
     iterations: int
     max_attempts: int
     base_seed: int
+    seed_scope: str = "job"
+    job_id: int = 0
+
+    def seed(self, run: int, attempt: int) -> int:
+        job = self.job_id if self.seed_scope == "job" else None
+        return derive_seed(self.base_seed, run, attempt, job)
+
+
+#: Plan fields that must not change between starts of a job, with the parameter that sets them.
+_FIXED_PLAN = {
+    "runs": "learning_runs_per_job",
+    "iterations": "training_iterations",
+    "base_seed": "seed",
+    "seed_scope": "seed_scope",
+    "job_id": "id",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +106,12 @@ class RunState:
     reward: float | None = None
     #: The progress.csv the reward is read from, once the run is done.
     reward_source: str = ""
+    #: What the checkpoint at ``resume_path`` had reached (see step.checkpoint_marker).
+    checkpoint_marker: str = ""
+    #: Resumes in a row that did not advance the checkpoint.
+    stalled_resumes: int = 0
+    #: Size of the step's progress.csv when it checkpointed: a rerun truncates it there.
+    resume_log_bytes: int | None = None
 
     @property
     def attempt(self) -> int:
@@ -110,14 +138,16 @@ class Step:
 
     @property
     def dir_name(self) -> str:
-        """``run_{learning_run}.{training_iteration}-{attempt}``, the original's layout."""
-        return f"run_{self.run}.{self.iteration}-{self.attempt}"
+        return step_dir_name(self.run, self.iteration, self.attempt)
 
 
 @dataclass
 class State:
     plan: Plan
     runs: list[RunState]
+    #: What decides the job's result (configs, learning command, reward column): a
+    #: working directory is continued only by the job that started it.
+    identity: dict[str, Any] = field(default_factory=dict)
 
     # -- queries -----------------------------------------------------------------------
     def current(self) -> RunState | None:
@@ -158,8 +188,16 @@ class State:
     def failed_attempts(self) -> int:
         return sum(len(r.failures) for r in self.runs)
 
+    @property
+    def resumes(self) -> int:
+        return sum(r.resumes for r in self.runs)
+
     def rewards(self) -> list[float]:
         return [r.reward for r in self.runs if r.done and r.reward is not None]
+
+    def all_seeds(self) -> list[int]:
+        """Every seed this job has used or will use next, for disjointness checks."""
+        return [seed for r in self.runs for seed in r.seeds]
 
     # -- transitions (pure: each returns a new State) ------------------------------------
     def _copy_current(self, step: Step) -> tuple[State, RunState]:
@@ -176,7 +214,7 @@ class State:
     def succeeded(self, step: Step, save_path: str, reward_source: str) -> State:
         """The step trained to its end and saved ``save_path``."""
         new, run = self._copy_current(step)
-        run.resume_path = ""
+        _clear_resume(run)
         if run.iteration + 1 >= new.plan.iterations:
             run.done = True
             run.reward_source = reward_source
@@ -197,154 +235,166 @@ class State:
         run.failures.append(Failure(step.attempt, step.iteration, step.seed, reason, run_dir))
         # Prepare the next attempt even when this was the last allowed one: raising
         # max_attempts and starting again must not repeat the failed attempt.
-        run.seeds.append(derive_seed(new.plan.base_seed, run.run, run.attempt + 1))
+        run.seeds.append(new.plan.seed(run.run, run.attempt + 1))
         run.iteration = 0
         run.load_path = ""
-        run.resume_path = ""
+        _clear_resume(run)
         return new
 
-    def preempted(self, step: Step, checkpoint: str | None) -> State:
-        """The step was stopped by a preemption signal; continue it in a later job.
+    def preempted(
+        self,
+        step: Step,
+        checkpoint: str | None,
+        marker: str = "",
+        log_bytes: int | None = None,
+        progressed: bool = True,
+    ) -> State:
+        """The step was stopped to be resumed; continue it in a later job.
 
-        ``checkpoint`` is where the learner saved its resume state (exit code 3), or None
-        when it was stopped without one: then the step runs again from where it started.
+        ``checkpoint`` is where the learner saved its resume state (exit code 3), ``marker``
+        what it had reached, ``log_bytes`` the size of its progress.csv then; None when it
+        was stopped by a signal without one: then the step runs again from where it started.
+        ``progressed`` False counts a resume that did not advance the checkpoint.
         """
         new, run = self._copy_current(step)
         run.resumes += 1
+        run.stalled_resumes = 0 if progressed else run.stalled_resumes + 1
         if checkpoint:
             run.resume_path = checkpoint
+            run.checkpoint_marker = marker
+            run.resume_log_bytes = log_bytes
         return new
 
 
-def new_state(plan: Plan) -> State:
+def _clear_resume(run: RunState) -> None:
+    run.resume_path = ""
+    run.checkpoint_marker = ""
+    run.stalled_resumes = 0
+    run.resume_log_bytes = None
+
+
+def new_state(plan: Plan, identity: dict[str, Any] | None = None) -> State:
     """The state of a job that has not run anything yet."""
-    runs = [RunState(run=i, seeds=[derive_seed(plan.base_seed, i, 0)]) for i in range(plan.runs)]
-    return State(plan=plan, runs=runs)
+    runs = [RunState(run=i, seeds=[plan.seed(i, 0)]) for i in range(plan.runs)]
+    return State(plan=plan, runs=runs, identity=dict(identity or {}))
 
 
 # -- persistence ------------------------------------------------------------------------
 
-_FAILURE_SCHEMA = {
-    "type": "object",
-    "required": ["attempt", "iteration", "seed", "reason", "run_dir"],
-    "properties": {
-        "attempt": {"type": "integer", "minimum": 0},
-        "iteration": {"type": "integer", "minimum": 0},
-        "seed": {"type": "integer", "minimum": 0},
-        "reason": {"type": "string"},
-        "run_dir": {"type": "string"},
-    },
-    "additionalProperties": False,
-}
-_RUN_SCHEMA = {
-    "type": "object",
-    "required": [
-        "run",
-        "seeds",
-        "iteration",
-        "load_path",
-        "resume_path",
-        "resumes",
-        "failures",
-        "done",
-        "reward",
-        "reward_source",
-    ],
-    "properties": {
-        "run": {"type": "integer", "minimum": 0},
-        "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
-        "iteration": {"type": "integer", "minimum": 0},
-        "load_path": {"type": "string"},
-        "resume_path": {"type": "string"},
-        "resumes": {"type": "integer", "minimum": 0},
-        "failures": {"type": "array", "items": _FAILURE_SCHEMA},
-        "done": {"type": "boolean"},
-        "reward": {"type": ["number", "null"]},
-        "reward_source": {"type": "string"},
-    },
-    "additionalProperties": False,
-}
-STATE_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "rl-relay restarts.json",
-    "type": "object",
-    "required": ["version", "plan", "runs"],
-    "properties": {
-        "version": {"const": VERSION},
-        "plan": {
-            "type": "object",
-            "required": ["runs", "iterations", "max_attempts", "base_seed"],
-            "properties": {
-                "runs": {"type": "integer", "minimum": 1},
-                "iterations": {"type": "integer", "minimum": 1},
-                "max_attempts": {"type": "integer", "minimum": 1},
-                "base_seed": {"type": "integer", "minimum": 0},
-            },
-            "additionalProperties": False,
-        },
-        "runs": {"type": "array", "items": _RUN_SCHEMA},
-    },
-}
-
 
 def state_to_dict(state: State) -> dict[str, Any]:
-    return {"version": VERSION, "plan": asdict(state.plan), "runs": [asdict(r) for r in state.runs]}
+    return {
+        "version": VERSION,
+        "plan": asdict(state.plan),
+        "identity": state.identity,
+        "runs": [asdict(r) for r in state.runs],
+    }
 
 
-def state_from_dict(data: Any, source: str = STATE_FILE) -> State:
+def _upgrade_v1(data: dict[str, Any], plan: Plan, identity: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 file (rl-relay 0.1): seeds were shared by all jobs; no identity.
+
+    Its recorded seeds are kept; its plan gets this job's new fields, and its identity is
+    taken to be this job's (version 1 recorded none to compare with).
+    """
+    upgraded = dict(data, version=VERSION, identity=identity)
+    if isinstance(data.get("plan"), dict):
+        upgraded["plan"] = {
+            **data["plan"],
+            "seed_scope": plan.seed_scope,
+            "job_id": plan.job_id,
+        }
+    return upgraded
+
+
+def state_from_dict(
+    data: Any,
+    source: str = STATE_FILE,
+    plan: Plan | None = None,
+    identity: dict[str, Any] | None = None,
+) -> State:
     """Rebuild a State, with an error naming ``source`` for anything unexpected."""
+    if isinstance(data, dict) and data.get("version") == 1 and plan is not None:
+        data = _upgrade_v1(data, plan, identity or {})
     if isinstance(data, dict) and "version" in data and data["version"] != VERSION:
         raise StateError(
-            f"{source} has version {data['version']!r}, but this rl-relay reads version"
-            f" {VERSION}; finish this job with the rl-relay version that started it, or"
+            f"{source} has version {data['version']!r}, but this rl-relay reads versions 1"
+            f" and {VERSION}; finish this job with the rl-relay version that started it, or"
             " move the working directory away to start over"
         )
-    try:
-        jsonschema.validate(data, STATE_SCHEMA)
-    except jsonschema.ValidationError as err:
-        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+    found = problems(load_schema("restarts"), data)
+    if found:
+        where = found[0].key.replace(".", "/")
         raise StateError(
-            f"{source} is corrupt at '{where}': {err.message}; move it away to start the job"
-            " over (its run directories stay as they are)"
-        ) from None
-    plan = Plan(**data["plan"])
+            f"{source} is corrupt at '{where}': {found[0].message}; move it away to start the"
+            " job over (its run directories stay as they are)"
+        )
+    saved_plan = Plan(**data["plan"])
     runs = []
     for raw in data["runs"]:
         raw = dict(raw)
         raw["failures"] = [Failure(**f) for f in raw["failures"]]
         runs.append(RunState(**raw))
-    if len(runs) != plan.runs or [r.run for r in runs] != list(range(plan.runs)):
-        raise StateError(f"{source} is corrupt: its runs do not match runs={plan.runs}")
-    return State(plan=plan, runs=runs)
+    if len(runs) != saved_plan.runs or [r.run for r in runs] != list(range(saved_plan.runs)):
+        raise StateError(f"{source} is corrupt: its runs do not match runs={saved_plan.runs}")
+    return State(plan=saved_plan, runs=runs, identity=data["identity"])
 
 
-def load_state(path: Path, plan: Plan) -> State:
+def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two job identities, one line per setting, for the message."""
+    lines = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            for sub in sorted(set(old) | set(new)):
+                if old.get(sub) != new.get(sub):
+                    lines.append(f"{key} {sub}: was {old.get(sub)!r}, now {new.get(sub)!r}")
+        else:
+            lines.append(f"{key}: was {old!r}, now {new!r}")
+    return lines
+
+
+def load_state(path: Path, plan: Plan, identity: dict[str, Any] | None = None) -> State:
     """The saved state of this job, or a new one if none was saved yet.
 
-    Raises StateError if the file is unreadable or was written for other settings. Only
-    ``max_attempts`` may change between starts (raise it to give a failed job more tries).
+    Raises StateError if the file is unreadable or was written by another job: other
+    settings, other configs, another learning command. ``max_attempts`` may change between
+    starts (raise it to give a failed job more tries), and so may ``reward_column`` while
+    no reward has been read with the old one (the fix for a wrong column).
     """
+    identity = dict(identity or {})
     if not path.exists():
-        return new_state(plan)
+        return new_state(plan, identity)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise StateError(
             f"{path} cannot be read ({err}); move it away to start the job over"
         ) from None
-    state = state_from_dict(data, str(path))
+    state = state_from_dict(data, str(path), plan, identity)
     saved = state.plan
-    for name, setting in (
-        ("runs", "learning_runs_per_job"),
-        ("iterations", "training_iterations"),
-        ("base_seed", "seed"),
-    ):
+    for name, setting in _FIXED_PLAN.items():
         if getattr(saved, name) != getattr(plan, name):
             raise StateError(
-                f"{path} was written with {setting}={getattr(saved, name)}, but this job has"
-                f" {setting}={getattr(plan, name)}; restore the setting to resume, or move the"
-                " working directory away to start over"
+                f"{path} was written with {setting}={getattr(saved, name)!r}, but this job has"
+                f" {setting}={getattr(plan, name)!r}; restore the setting to resume, or use a"
+                " fresh working_dir (or delete the file) to start over"
             )
+    if identity:
+        comparable = dict(state.identity)
+        if not state.rewards() and "reward_column" in identity:
+            comparable["reward_column"] = identity["reward_column"]
+        differences = identity_differences(comparable, identity)
+        if differences:
+            raise StateError(
+                f"{path} belongs to a different job; what differs:\n  "
+                + "\n  ".join(differences)
+                + "\nRestore these settings to continue that job, or use a fresh"
+                " working_dir (or delete the file) to start this one over"
+            )
+        state.identity = identity
     state.plan = plan
     return state
 

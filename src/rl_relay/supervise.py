@@ -2,9 +2,12 @@
 
 Used by run_learning (the learning command) and run_singularity (the container runtime).
 The child gets its own process group so that a timeout or failure can end everything it
-started (vector-env workers, a container's processes) and nothing outlives the attempt.
-Preemption signals that reach this process (SIGTERM, SIGUSR1, SIGINT) are passed to the
-child itself, not its group, so that the child can checkpoint and end its own workers.
+started (vector-env workers, a container's processes) and nothing outlives the attempt;
+processes that leave the group (``setsid``, double forks) are found through a cgroup or a
+subreaper (``rl_relay.containment``) and ended too, so a job never waits on an output
+pipe that a detached process holds open. Preemption signals that reach this process
+(SIGTERM, SIGUSR1, SIGINT) are passed to the child itself, not its group, so that the
+child can checkpoint and end its own workers.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from rl_relay import containment
+from rl_relay.preemption import SIGNALS as FORWARDED_SIGNALS
+
 logger = logging.getLogger(__name__)
 
-#: Signals a scheduler sends before it kills a job (Slurm: SIGUSR1 via --signal, then
-#: SIGTERM; HTCondor: SIGTERM) and Ctrl-C when run by hand.
-FORWARDED_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+#: Seconds to wait for the output pipes to close once every process has been ended.
+PIPE_GRACE = 5.0
 
 _PR_SET_PDEATHSIG = 1
 
@@ -45,6 +50,8 @@ class ChildResult:
     forwarded: tuple[int, ...]
     #: Wall time of the child in seconds.
     duration: float
+    #: Processes the child left behind that were ended after it ("pid (command)").
+    ended: tuple[str, ...] = ()
 
     @property
     def preempted(self) -> bool:
@@ -82,22 +89,13 @@ def _group_alive(pgid: int) -> bool:
     ``killpg(pgid, 0)`` also succeeds for zombies, and orphans are not always reaped
     promptly (PID 1 in a container may never reap), so read /proc where there is one.
     """
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not Path("/proc").is_dir():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields after "comm)": state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(p.pgrp == pgid and containment.living(p) for p in containment.all_processes())
 
 
 def end_process_group(pgid: int, grace: float) -> None:
@@ -147,10 +145,21 @@ def run_supervised(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signum)
 
+    linux = sys.platform == "linux"
+    cgroup = containment.Cgroup.create() if linux else None
+    if linux and cgroup is None:
+        containment.become_subreaper()
+
+    def before_exec() -> None:
+        _die_with_parent()
+        if cgroup is not None:
+            cgroup.join()
+
     previous = {}
     if in_main_thread:
         previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     start = time.monotonic()
+    ended: list[containment.ProcessInfo] = []
     try:
         with open(stdout_path, "ab") as out_file, open(stderr_path, "ab") as err_file:
             child = subprocess.Popen(
@@ -161,8 +170,15 @@ def run_supervised(
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=before_exec if linux else None,
             )
+            info = containment.read_process(child.pid) if linux else None
+            child_start = info.start if info is not None else 0
+            if cgroup is not None and not cgroup.contains(child.pid):
+                logger.debug("the child did not join %s; using a subreaper", cgroup.path)
+                cgroup.end_all(kill_grace)
+                cgroup = None
+                containment.become_subreaper()
             out_sinks: list[BinaryIO] = [out_file]
             err_sinks: list[BinaryIO] = [err_file]
             if passthrough:
@@ -185,16 +201,34 @@ def run_supervised(
                 )
                 end_process_group(child.pid, kill_grace)
                 child.wait()
-            # Anything the child left behind in its group (workers, daemons) ends with it.
-            end_process_group(child.pid, kill_grace)
+            # Anything the child left behind (workers, daemons, detached helpers) ends too.
+            if cgroup is not None:
+                ended = cgroup.end_all(kill_grace)
+            if linux:
+                rest = containment.leftovers(child.pid, child_start)
+                if rest:
+                    containment.end_processes([p.pid for p in rest], kill_grace)
+                    ended += rest
+            else:
+                end_process_group(child.pid, kill_grace)
+            deadline = time.monotonic() + PIPE_GRACE
             for pump in pumps:
-                pump.join()
+                pump.join(timeout=max(0.0, deadline - time.monotonic()))
+            if any(pump.is_alive() for pump in pumps):
+                logger.warning("output pipes still open after every process was ended")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if ended:
+        logger.warning(
+            "ended %d process(es) the child left behind: %s",
+            len(ended),
+            ", ".join(str(p) for p in ended),
+        )
     return ChildResult(
         returncode=child.returncode,
         timed_out=timed_out,
         forwarded=tuple(forwarded),
         duration=time.monotonic() - start,
+        ended=tuple(str(p) for p in ended),
     )

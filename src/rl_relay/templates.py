@@ -2,7 +2,7 @@
 
 The index (``config.config_templates``) maps each config name to a template JSON file,
 relative to the index file unless absolute, as in the original ``hp_optim``. Every
-attempt gets ``run_dir/config/<name>.json`` plus ``run_dir/config.json`` mapping each name
+attempt gets ``config/<name>.json`` in its step directory plus ``config.json`` mapping each name
 to its file's absolute path; the learning command gets that main config as argument.
 """
 
@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
-
-MAIN_CONFIG = "config.json"
-CONFIG_DIR = "config"
+from rl_relay.layout import StepPaths
+from rl_relay.paramtree import plain
 
 
 class TemplateError(ValueError):
@@ -87,17 +86,15 @@ def load_templates(index_path: str | Path, base_dir: str | Path | None = None) -
     return Templates(index_path=index_path, paths=paths, documents=documents)
 
 
-def write_configs(run_dir: Path, merged: Mapping[str, Any]) -> Path:
-    """Write each merged config and the main config into ``run_dir``; return the main config.
+def write_configs(paths: StepPaths, merged: Mapping[str, Any]) -> Path:
+    """Write each merged config and the main config of one step; return the main config.
 
     Written atomically: a killed job never leaves a half config for its resumed self.
     """
-    run_dir = run_dir.resolve()
     main: dict[str, str] = {}
     for name, document in merged.items():
-        path = run_dir / CONFIG_DIR / f"{name}.json"
-        atomic_write_json(path, document)
+        path = paths.config(name).resolve()
+        atomic_write_json(path, plain(document))
         main[name] = str(path)
-    main_path = run_dir / MAIN_CONFIG
-    atomic_write_json(main_path, main)
-    return main_path
+    atomic_write_json(paths.main_config, main)
+    return paths.main_config

@@ -1,0 +1,88 @@
+"""What every check looks at: the settings as cluster_utils reads them, and the engine."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rl_relay.paramtree import plain
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing to fix: where (file and key), what is wrong, what to do."""
+
+    where: str
+    what: str
+
+
+@dataclass
+class Context:
+    """What every check may look at."""
+
+    settings_file: Path
+    #: The settings as plain JSON values (cluster_utils' tuples made lists).
+    settings: Mapping[str, Any]
+    engine: str
+    interactive: bool
+    cwd: Path
+    #: Top-level settings keys whose shape is wrong: checks that read them are skipped.
+    broken: set[str] = field(default_factory=set)
+    #: Filled by the job-parameter check, used by later ones (None if it failed).
+    job: Any = None
+
+    def at(self, key: str) -> str:
+        return f"{self.settings_file}: {key}"
+
+    def section(self, key: str) -> Mapping[str, Any]:
+        value = self.settings.get(key, {})
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def optimized_params(self) -> list[tuple[int, dict[str, Any]]]:
+        """``(index, item)`` of every well-formed dimension of the search space."""
+        items = self.settings.get("optimized_params", [])
+        if not isinstance(items, list):
+            return []
+        return [
+            (i, item)
+            for i, item in enumerate(items)
+            if isinstance(item, dict) and f"optimized_params[{i}]" not in self.broken
+        ]
+
+
+def detect_engine(local: bool = False) -> str:
+    """The backend cluster_utils will pick: it looks at the PATH in this order."""
+    if local:  # rl-relay hpo --local
+        return "local"
+    if shutil.which("condor_q"):
+        return "htcondor"
+    if shutil.which("sbatch"):
+        return "slurm"
+    return "local"
+
+
+def load_settings(settings_file: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    """The settings exactly as ``cluster_utils.hp_optimization`` reads them, made plain."""
+    from cluster_utils.server.settings import read_main_script_params_from_args
+
+    args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
+    settings = plain(read_main_script_params_from_args(args))
+    # cluster_utils turns generate_report into an enum; keep its name
+    if "generate_report" in settings:
+        settings["generate_report"] = getattr(
+            settings["generate_report"], "name", settings["generate_report"]
+        )
+    return settings
+
+
+def results_path(settings: Mapping[str, Any]) -> Path | None:
+    """Where cluster_utils writes the results (it joins results_dir onto the home directory,
+    so an absolute results_dir wins)."""
+    if "results_dir" not in settings or "optimization_procedure_name" not in settings:
+        return None
+    return Path.home() / str(settings["results_dir"]) / str(settings["optimization_procedure_name"])

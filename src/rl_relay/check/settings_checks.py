@@ -1,0 +1,131 @@
+"""Checks of the settings file itself: its shape, the keyboard, the metric, the engine."""
+
+from __future__ import annotations
+
+import re
+
+from rl_relay.check.context import Context, Problem, results_path
+from rl_relay.metrics import DEFAULT_METRIC, REPORTED
+from rl_relay.validation import load_schema, problems
+
+#: cluster_requirements keys each engine reads without a default (cluster_utils 3.0).
+REQUIRED_REQUIREMENTS = {
+    "slurm": ("partition", "request_cpus", "memory_in_mb", "request_time"),
+    "htcondor": ("request_cpus", "request_gpus", "memory_in_mb", "bid"),
+    "local": ("request_cpus",),
+}
+
+
+def _key(dotted: str) -> str:
+    """``optimized_params.2.bounds`` -> ``optimized_params[2].bounds``."""
+    return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", dotted)
+
+
+def check_shape(ctx: Context) -> list[Problem]:
+    """Every section present with the type cluster_utils expects (its own errors are
+    tracebacks); sections found broken are skipped by the checks that read them."""
+    found = []
+    for problem in problems(load_schema("hpo_settings"), ctx.settings):
+        key = _key(problem.key)
+        item = re.match(r"optimized_params\[\d+\]", key)
+        ctx.broken.add(item.group(0) if item else key.split(".")[0])
+        if problem.rule == "required" and "." not in problem.key:
+            what = "is missing; cluster_utils' hp_optimization needs it"
+        elif problem.rule == "required":
+            what = f"{problem.message.split(' is a')[0]} is missing"
+        else:
+            what = f"{problem.message}; see the README's settings examples (hp_optim/)"
+        found.append(Problem(ctx.at(key), what))
+    if "environment_setup" not in ctx.settings:
+        found.append(
+            Problem(
+                ctx.at("environment_setup"),
+                "cluster_utils 3 fails with AttributeError without it; add at least {} (or"
+                ' {"virtual_env_path": "..."} so that jobs run the right Python)',
+            )
+        )
+    return found
+
+
+def check_interaction(ctx: Context) -> list[Problem]:
+    """Anything that makes hp_optimization read the keyboard, which hangs or crashes in CI."""
+    found = []
+    if not ctx.interactive and not ctx.settings.get("no_user_interaction", False):
+        found.append(
+            Problem(
+                ctx.at("no_user_interaction"),
+                "is not true: hp_optimization reads the terminal while it runs, which fails"
+                " without one (CI, nohup, a batch job); set it to true",
+            )
+        )
+    setting = ctx.section("optimization_setting")
+    if ctx.engine == "local" and setting.get("run_local") is None:
+        found.append(
+            Problem(
+                ctx.at("optimization_setting.run_local"),
+                "is not set and no cluster is on PATH: cluster_utils will ask 'Do you want to"
+                " run locally?'; set it to true",
+            )
+        )
+    results = results_path(ctx.settings)
+    if results is not None and results.exists():
+        found.append(
+            Problem(
+                ctx.at("optimization_procedure_name"),
+                f"the results directory {results} exists: cluster_utils will ask whether to"
+                " delete it; choose a new name, e.g. add"
+                " 'optimization_procedure_name=\"<new name>\"' to the command line",
+            )
+        )
+    return found
+
+
+def check_metric(ctx: Context) -> list[Problem]:
+    metric = ctx.section("optimization_setting").get("metric_to_optimize")
+    if metric is None or metric in REPORTED:
+        return []
+    return [
+        Problem(
+            ctx.at("optimization_setting.metric_to_optimize"),
+            f"{metric!r} is never reported by run_learning; use one of"
+            f" {', '.join(REPORTED)} ({DEFAULT_METRIC} with minimize false, usually)",
+        )
+    ]
+
+
+def check_requirements(ctx: Context) -> list[Problem]:
+    requirements = ctx.section("cluster_requirements")
+    found = [
+        Problem(
+            ctx.at(f"cluster_requirements.{key}"),
+            f"is missing, and {ctx.engine} (detected from the PATH) needs it",
+        )
+        for key in REQUIRED_REQUIREMENTS[ctx.engine]
+        if key not in requirements
+    ]
+    gpus = requirements.get("request_gpus", 0)
+    needs_cuda = ctx.engine == "htcondor" and isinstance(gpus, int | float) and gpus > 0
+    if needs_cuda and "cuda_requirement" not in requirements:
+        found.append(
+            Problem(
+                ctx.at("cluster_requirements.cuda_requirement"),
+                "is missing; HTCondor needs it (null for none) when request_gpus > 0",
+            )
+        )
+    return found
+
+
+def check_script(ctx: Context) -> list[Problem]:
+    script = ctx.settings.get("script_relative_path")
+    if not script:
+        return []
+    path = ctx.cwd / script
+    if not path.is_file():
+        return [
+            Problem(
+                ctx.at("script_relative_path"),
+                f"{path} does not exist; it is resolved against the directory you start"
+                " hp_optimization in (the repository root)",
+            )
+        ]
+    return []
