@@ -16,7 +16,7 @@ import pytest
 from conftest import STAND_IN_LEARNER, hp_optimization, local_settings, write_stand_in_templates
 
 from rl_relay.cli import main
-from rl_relay.report_data import JobInfo, RunInfo, load_results, read_curve
+from rl_relay.report import JobInfo, RunInfo, load_results, read_curve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +40,15 @@ def hpo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("CLUSTER_UTILS_CACHE_DIR", str(tmp / "cu_cache"))
         proc = hp_optimization(settings)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    yield tmp / "results" / "local_test"
+    results = tmp / "results" / "local_test"
+    # cluster_utils may start a job more than number_of_samples on a busy machine; what it
+    # promises is number_of_samples results. Keep the jobs that sent results.
+    reported = {r["_id"] for r in all_data(results)}
+    assert len(reported) >= 4
+    for wd in (results / "working_directories").iterdir():
+        if wd.name not in reported:
+            shutil.rmtree(wd)
+    yield results
 
 
 def copy_results(hpo: Path, tmp_path: Path) -> Path:
@@ -102,10 +110,11 @@ def test_report_of_a_finished_hpo(
     assert f"config.rl_config.learning_rate = {lr}" in text
     arch = best["config.rl_config.policy_kwargs.net_arch:1"]
     assert f"config.rl_config.policy_kwargs.net_arch:1 = {arch}" in text
-    assert "Jobs: 4 — 4 with results" in text
+    jobs = len(rows)
+    assert f"Jobs: {jobs} — {jobs} with results" in text
     # run 0 failed once in every job (iteration 1 of attempt 0), nothing was preempted
-    assert "4 failed attempts and 0 preemption resumes in 4 jobs" in text
-    assert text.count("exited with code 2") == 4
+    assert f"{jobs} failed attempts and 0 preemption resumes in {jobs} jobs" in text
+    assert text.count("exited with code 2") == jobs
     names = assert_valid_pngs(page)
     assert {"objective_vs_hyperparameters.png", "learning_curves.png"} <= set(names)
     assert "failures_and_resumes.png" in names
@@ -214,8 +223,10 @@ def test_report_of_a_running_hpo(
     assert "all_data.csv is missing or holds no job yet" in text
     mean = float(best_row["mean_eprewmean"])
     assert f"Best: job {ids['best']}, mean_eprewmean = {mean:.4g}" in text
-    # only the best job has results; running: the preempted, half-written and fresh ones
-    assert "Jobs: 5 — 1 with results, 3 running or waiting, 1 failed" in text
+    # results: the best job and any beyond the four that make_running uses;
+    # running: the preempted, half-written and fresh ones
+    jobs = len(all_data(hpo))
+    assert f"Jobs: {jobs + 1} — {jobs - 3} with results, 3 running or waiting, 1 failed" in text
     assert f"{ids['running']} running (run 1, iteration 1, attempt 0)" in text
     assert "preemption resumes" in text and " 2 preemption resumes" in text
     assert "learning run 1 failed 2 time(s) attempt 0: exited with code 1" in text
@@ -236,7 +247,7 @@ def test_truncated_all_data_is_read_up_to_the_cut(
     code, _ = report(str(results), capsys=capsys)
     assert code == 0
     text = text_of((results / "report" / "index.html").read_text())
-    assert "3 with results" in text
+    assert f"{len(all_data(hpo)) - 1} with results" in text
 
 
 def test_not_a_results_dir(

@@ -1,262 +1,30 @@
-"""Write an HTML page with PNG figures about an HPO's results, finished or still running.
-
-    rl-relay report RESULTS_DIR [--out DIR]
-
-RESULTS_DIR is ``results_dir/<optimization_procedure_name>`` (or the ``results_dir`` above
-it when it holds one procedure). The page, ``RESULTS_DIR/report/index.html`` by default,
-shows the best configurations (mean and std over learning runs), the objective against
-each hyperparameter, learning curves of the best jobs over all chained iterations, and
-failed attempts and resumes per job. Run it again at any time to refresh it.
-"""
+"""The report's HTML page: summary, best configurations, figures, failures, all jobs."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import html
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rl_relay import exit_codes
 from rl_relay.atomic import atomic_write_text
-from rl_relay.layout import STDERR_FILE
-from rl_relay.report_data import (
-    DEFAULT_METRIC,
-    DONE,
-    FAILED,
-    RUNNING,
-    Curve,
-    JobInfo,
-    NoResultsError,
-    Results,
-    load_results,
-    read_curve,
+from rl_relay.layout import StepPaths
+from rl_relay.metrics import LEARNING_RUNS
+from rl_relay.report.figures import (
+    curves_figure,
+    failures_figure,
+    objective_figure,
+    progress_figure,
+    short,
 )
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from rl_relay.report.model import DONE, FAILED, RUNNING, JobInfo, Results
 
 logger = logging.getLogger("rl_relay.report")
 
-REPORT_DIR = "report"
 INDEX = "index.html"
-BEST_COLOR = "tab:red"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
-    parser.add_argument(
-        "--out", type=Path, help="directory for index.html and the figures (RESULTS_DIR/report)"
-    )
-    parser.add_argument(
-        "--metric", default=DEFAULT_METRIC, help=f"the objective column (default {DEFAULT_METRIC})"
-    )
-    parser.add_argument(
-        "--reward-column",
-        help="progress.csv column of the learning curves (default: each job's reward_column,"
-        " else rollout/ep_rew_mean)",
-    )
-    parser.add_argument(
-        "--top", type=int, default=10, help="rows of the best-configurations table (10)"
-    )
-    parser.add_argument(
-        "--curves", type=int, default=3, help="best jobs whose learning curves are drawn (3)"
-    )
-    direction = parser.add_mutually_exclusive_group()
-    direction.add_argument(
-        "--minimize",
-        dest="minimize",
-        action="store_true",
-        default=None,
-        help="lower is better (default: read from all_data.csv's order, else higher is better)",
-    )
-    direction.add_argument("--maximize", dest="minimize", action="store_false")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        results = load_results(args.results_dir, args.metric, args.minimize)
-    except NoResultsError as err:
-        logger.error("%s", err)
-        return exit_codes.FAILURE
-    out = args.out if args.out is not None else results.directory / REPORT_DIR
-    index = write_report(results, out, args.reward_column, top=args.top, curves=args.curves)
-    done = len(results.by_status(DONE))
-    print(f"{len(results.jobs)} jobs, {done} with results; report: {index}")
-    return exit_codes.SUCCESS
-
-
-# -- figures ---------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    """matplotlib with the file-only backend, imported only when a report is written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Figure, out: Path, name: str) -> str:
-    path = out / name
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
-    return name
-
-
-def _short(name: str, width: int = 40) -> str:
-    """Parameter names lose their ``config.`` prefixes first: the tail is what differs."""
-    name = name.removeprefix("config.")
-    return name if len(name) <= width else "…" + name[-(width - 1) :]
-
-
-def _grid(plt: Any, count: int, width: float = 4.2, height: float = 3.2) -> tuple[Any, list]:
-    cols = min(3, count)
-    rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[count:]:
-        ax.set_visible(False)
-    return fig, flat[:count]
-
-
-def objective_figure(results: Results, out: Path) -> str | None:
-    """The objective against each hyperparameter: where good values lie, and how sure."""
-    jobs = results.finished()
-    if not jobs or not results.hyperparameters:
-        return None
-    plt = _pyplot()
-    fig, axes = _grid(plt, len(results.hyperparameters))
-    best = jobs[0]
-    std_metric = results.std_metric()
-    for ax, name in zip(axes, results.hyperparameters, strict=True):
-        raw = [j.settings.get(name) for j in jobs]
-        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw)
-        if numeric:
-            xs = [float(v) for v in raw]
-            positive = [x for x in xs if x > 0]
-            if len(positive) == len(xs) and max(xs) / min(xs) >= 20:
-                ax.set_xscale("log")
-        else:
-            labels = sorted({str(v) for v in raw})
-            xs = [float(labels.index(str(v))) for v in raw]
-            ax.set_xticks(range(len(labels)), [_short(label, 12) for label in labels])
-        ys = [j.value(results.metric) or 0.0 for j in jobs]
-        errs = [j.metrics.get(std_metric, 0.0) for j in jobs]
-        ax.errorbar(xs, ys, yerr=errs, fmt="o", color="tab:blue", alpha=0.6, ecolor="0.75")
-        ax.plot(
-            [xs[0]], [ys[0]], "*", color=BEST_COLOR, markersize=14, label=f"best: job {best.job_id}"
-        )
-        ax.set_xlabel(_short(name))
-        ax.set_ylabel(results.metric)
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize="small")
-    fig.suptitle(f"{results.metric} (± {std_metric} over learning runs) per hyperparameter")
-    fig.tight_layout()
-    return _save(fig, out, "objective_vs_hyperparameters.png")
-
-
-def progress_figure(results: Results, out: Path) -> str | None:
-    """The objective in the order jobs were started, with the best so far: is it converging?"""
-    jobs = sorted(results.finished(), key=lambda j: j.job_id)
-    if not jobs:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ids = [j.job_id for j in jobs]
-    ys = [j.value(results.metric) or 0.0 for j in jobs]
-    pick = min if results.minimize else max
-    best_so_far = [pick(ys[: i + 1]) for i in range(len(ys))]
-    ax.plot(ids, ys, "o", alpha=0.6, label="job")
-    ax.step(ids, best_so_far, where="post", color=BEST_COLOR, label="best so far")
-    ax.set_xlabel("job id (order of submission)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel(results.metric)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    return _save(fig, out, "objective_over_jobs.png")
-
-
-def curves_figure(
-    results: Results, out: Path, jobs: Sequence[JobInfo], reward_column: str | None
-) -> tuple[str | None, list[str]]:
-    """Learning curves of the given jobs, one panel each, one line per run."""
-    panels: list[tuple[JobInfo, list[Curve]]] = []
-    missing: list[str] = []
-    for job in jobs:
-        curves = [c for c in (read_curve(job, r, reward_column) for r in job.runs) if c]
-        if curves:
-            panels.append((job, curves))
-        else:
-            missing.append(f"job {job.job_id}")
-    if not panels:
-        return None, missing
-    plt = _pyplot()
-    fig, axes = _grid(plt, len(panels), width=5.0, height=3.5)
-    for ax, (job, curves) in zip(axes, panels, strict=True):
-        for curve in curves:
-            ax.plot(
-                curve.x,
-                curve.y,
-                marker="." if len(curve.x) < 30 else None,
-                label=f"run {curve.run} (attempt {curve.attempt})",
-            )
-        for boundary in curves[0].boundaries:
-            ax.axvline(boundary, color="0.6", linestyle="--", linewidth=0.8)
-        value = job.value(results.metric)
-        title = f"job {job.job_id}: " + (
-            f"{results.metric} {value:.4g}" if value is not None else f"{job.status}, no result yet"
-        )
-        ax.set_title(title, fontsize="medium")
-        ax.set_xlabel(curves[0].x_label)
-        ax.set_ylabel(reward_column or job.reward_column())
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="x-small")
-    fig.suptitle("Learning curves over all chained iterations (dashed: next iteration starts)")
-    fig.tight_layout()
-    return _save(fig, out, "learning_curves.png"), missing
-
-
-def failures_figure(results: Results, out: Path) -> str | None:
-    """Failed attempts and preemption resumes per job; None when there are none at all."""
-    jobs = results.jobs
-    if not any(j.failed_attempts or j.resumes for j in jobs):
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(jobs) + 2), 3.5))
-    positions = list(range(len(jobs)))
-    ax.bar(
-        [p - 0.2 for p in positions],
-        [j.failed_attempts for j in jobs],
-        0.4,
-        label="failed attempts",
-        color=BEST_COLOR,
-    )
-    ax.bar(
-        [p + 0.2 for p in positions],
-        [j.resumes for j in jobs],
-        0.4,
-        label="preemption resumes",
-        color="tab:orange",
-    )
-    ax.set_xticks(positions, [str(j.job_id) for j in jobs], rotation=90 if len(jobs) > 30 else 0)
-    ax.set_xlabel("job id")
-    ax.set_ylabel("count")
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, out, "failures_and_resumes.png")
-
-
-# -- HTML ------------------------------------------------------------------------------
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1300px; color: #222; }
@@ -353,12 +121,12 @@ def _best_section(results: Results, top: int, out: Path) -> str:
         "rewards of the runs",
         "failed attempts",
         "resumes",
-        *(_short(h) for h in results.hyperparameters),
+        *(short(h) for h in results.hyperparameters),
     ]
     rows = []
     for rank, job in enumerate(jobs, 1):
         rewards = ", ".join(f"{r:.4g}" for r in job.rewards) or "–"
-        runs = _fmt(job.metrics.get("learning_runs", len(job.rewards)))
+        runs = _fmt(job.metrics.get(LEARNING_RUNS, len(job.rewards)))
         rows.append(
             [
                 rank,
@@ -411,7 +179,7 @@ def _failures_section(results: Results, figure: str | None, out: Path) -> str:
             f.attempt,
             f.iteration,
             f.reason,
-            _link(f.run_dir / STDERR_FILE, out, results.directory),
+            _link(StepPaths(f.run_dir).stderr, out, results.directory),
         ]
         for j in results.jobs
         for f in j.failures
