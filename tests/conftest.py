@@ -129,6 +129,22 @@ def local_settings(tmp_path: Path, fixed: dict, samples: int = 4) -> Path:
     return path
 
 
+def stand_in_settings(
+    tmp_path: Path, rl: dict[str, Any] | None = None, samples: int = 4, **fixed: Any
+) -> Path:
+    """Local settings whose jobs run the stand-in learner on stand-in templates.
+
+    ``rl`` changes the stand-in's rl_config template; ``fixed`` adds fixed parameters
+    (``learning_runs_per_job=1``, ...).
+    """
+    index = write_stand_in_templates(tmp_path / "templates", rl)
+    base = {
+        "config.config_templates": str(index),
+        "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+    }
+    return local_settings(tmp_path, {**base, **fixed}, samples=samples)
+
+
 def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProcess:
     """cluster_utils' hp_optimization with its local backend, even where sbatch is on PATH."""
     return subprocess.run(

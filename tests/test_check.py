@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, STAND_IN_LEARNER, local_settings, write_stand_in_templates
+from conftest import REPO, local_settings, stand_in_settings
 
 
 def check(
@@ -30,15 +30,7 @@ def check(
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Path:
-    index = write_stand_in_templates(tmp_path / "templates")
-    return local_settings(
-        tmp_path,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 1,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        },
-    )
+    return stand_in_settings(tmp_path, learning_runs_per_job=1)
 
 
 def edit(path: Path, change) -> Path:

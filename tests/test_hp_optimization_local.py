@@ -5,26 +5,21 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import STAND_IN_LEARNER, hp_optimization, local_settings, write_stand_in_templates
+from conftest import hp_optimization, stand_in_settings
 
 pytestmark = pytest.mark.slow
 
 
 def test_chained_jobs_resume_through_the_server_and_report_rewards(tmp_path: Path) -> None:
-    index = write_stand_in_templates(tmp_path / "templates", {"tick_seconds": 0.02})
-    settings = local_settings(
+    settings = stand_in_settings(
         tmp_path,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 2,
-            "training_iterations": 2,
-            "max_attempts": 2,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        },
+        {"tick_seconds": 0.02},
+        learning_runs_per_job=2,
+        training_iterations=2,
+        max_attempts=2,
     )
     proc = hp_optimization(settings, 'optimization_procedure_name="renamed"')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -54,16 +49,8 @@ def test_chained_jobs_resume_through_the_server_and_report_rewards(tmp_path: Pat
 
 
 def test_configuration_error_fails_jobs_with_the_message(tmp_path: Path) -> None:
-    index = write_stand_in_templates(tmp_path / "templates")
-    settings = local_settings(
-        tmp_path,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 1,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-            "config.rl_config.no_such_key": 1,
-        },
-        samples=2,
+    settings = stand_in_settings(
+        tmp_path, samples=2, learning_runs_per_job=1, **{"config.rl_config.no_such_key": 1}
     )
     hp_optimization(settings)  # cluster_utils 3.0 itself then fails: no job sent results
     server_log = (tmp_path / "results" / "local_test" / "cluster_run.log").read_text()
@@ -82,16 +69,7 @@ def test_local_backend_even_with_a_scheduler_on_path(tmp_path: Path, monkeypatch
         fake.write_text("#!/bin/sh\necho 'not to be called' >&2\nexit 1\n")
         fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    index = write_stand_in_templates(tmp_path / "templates")
-    settings = local_settings(
-        tmp_path,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 1,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        },
-        samples=2,
-    )
+    settings = stand_in_settings(tmp_path, samples=2, learning_runs_per_job=1)
     proc = hp_optimization(settings)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     log = (tmp_path / "results" / "local_test" / "cluster_run.log").read_text()

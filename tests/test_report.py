@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import STAND_IN_LEARNER, hp_optimization, local_settings, write_stand_in_templates
+from conftest import hp_optimization, stand_in_settings
 
 from rl_relay.cli import main
 from rl_relay.report import JobInfo, RunInfo, load_results, read_curve
@@ -25,16 +25,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def hpo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A finished HPO: 4 jobs x 2 runs x 2 chained iterations; run 0 fails once in every job."""
     tmp = tmp_path_factory.mktemp("hpo")
-    index = write_stand_in_templates(tmp / "templates", {"fail_dirs": ["run_0.1-0"]})
-    settings = local_settings(
+    settings = stand_in_settings(
         tmp,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 2,
-            "training_iterations": 2,
-            "max_attempts": 2,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        },
+        {"fail_dirs": ["run_0.1-0"]},
+        learning_runs_per_job=2,
+        training_iterations=2,
+        max_attempts=2,
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLUSTER_UTILS_CACHE_DIR", str(tmp / "cu_cache"))

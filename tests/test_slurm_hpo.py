@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, STAND_IN_LEARNER, local_settings, write_stand_in_templates
+from conftest import REPO, local_settings, stand_in_settings
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -33,8 +33,8 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
         cluster.stop()
 
 
-def slurm_settings(tmp_path: Path, fixed: dict, samples: int) -> Path:
-    settings = local_settings(tmp_path, fixed, samples=samples)
+def slurm_settings(settings: Path, samples: int) -> Path:
+    """Local settings made Slurm settings: Slurm's requirements, no run_local."""
     data = json.loads(settings.read_text())
     data["cluster_requirements"] = {
         "partition": "debug",
@@ -68,15 +68,14 @@ def rows(results: Path) -> list[dict]:
 
 
 def test_chained_jobs_resume_and_report_on_slurm(slurm: SlurmCluster, tmp_path: Path) -> None:
-    index = write_stand_in_templates(tmp_path / "templates", {"tick_seconds": 0.05})
     settings = slurm_settings(
-        tmp_path,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 1,
-            "training_iterations": 2,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        },
+        stand_in_settings(
+            tmp_path,
+            {"tick_seconds": 0.05},
+            samples=2,
+            learning_runs_per_job=1,
+            training_iterations=2,
+        ),
         samples=2,
     )
     proc = hp_optimization_on(slurm, settings)
@@ -99,15 +98,14 @@ def test_usr1_before_the_time_limit_checkpoints_and_resumes(
 ) -> None:
     """scancel --signal=USR1 mid-training: the learner checkpoints, the job exits for resume,
     is submitted again and ends with the same model as without the signal."""
-    index = write_stand_in_templates(tmp_path / "templates", {"tick_seconds": 0.5, "ticks": 30})
     settings = slurm_settings(
-        tmp_path,
-        {
-            "config.config_templates": str(index),
-            "learning_runs_per_job": 1,
-            "training_iterations": 1,
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        },
+        stand_in_settings(
+            tmp_path,
+            {"tick_seconds": 0.5, "ticks": 30},
+            samples=1,
+            learning_runs_per_job=1,
+            training_iterations=1,
+        ),
         samples=1,
     )
     data = json.loads(settings.read_text())
@@ -157,7 +155,7 @@ def test_usr1_with_the_real_learner_ends_bit_identical(slurm: SlurmCluster, tmp_
         "learning_runs_per_job": 1,
         "training_iterations": 1,
     }
-    settings = slurm_settings(tmp_path, fixed, samples=1)
+    settings = slurm_settings(local_settings(tmp_path, fixed, samples=1), samples=1)
     data = json.loads(settings.read_text())
     data["optimization_setting"]["number_of_samples"] = 1
     data["optimized_params"] = [

@@ -6,13 +6,17 @@ continues from ``load_path``, ticks until ``(training_iteration + 1) * ticks`` (
 rl_config), on SIGTERM/SIGUSR1/SIGINT finishes the current tick, saves and exits 3, and at
 the end writes ``progress.csv`` whose reward depends on the config, the seed and the ticks.
 Behaviour on demand, from rl_config: ``fail_dirs`` (run directory names that exit 2),
-``tick_seconds``, ``column`` (the reward column's name). Every call is appended to
-``calls.jsonl`` in the job's working directory.
+``tick_seconds``, ``column`` (the reward column's name), ``log_ticks`` (append a
+``progress.csv`` row per tick, as SB3 logs per rollout), ``exit3`` ("no_checkpoint": exit 3
+at once without saving; "no_progress": save the loaded model unchanged and exit 3),
+``detach`` (start a detached ``sleep`` that holds the output pipes open). Every call is
+appended to ``calls.jsonl`` in the job's working directory.
 """
 
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,8 +56,19 @@ if run_dir.name in rl.get("fail_dirs", []):
     print("failing on demand", file=sys.stderr)
     sys.exit(2)
 
+if rl.get("detach"):
+    subprocess.Popen(["sleep", "300"], start_new_session=True)  # keeps stdout/stderr open
+
 ticks = json.loads(Path(rl["load_path"] + ".zip").read_text())["ticks"] if rl["load_path"] else 0
+if rl.get("exit3") == "no_checkpoint":
+    sys.exit(3)
+if rl.get("exit3") == "no_progress":
+    save.with_suffix(".zip").write_text(json.dumps({"ticks": ticks, "seed": common.get("seed")}))
+    sys.exit(3)
 target = (common.get("training_iteration", 0) + 1) * rl.get("ticks", 3)
+log = Path(rl["log_path"])
+log.mkdir(parents=True, exist_ok=True)
+column = rl.get("column", "rollout/ep_rew_mean")
 while ticks < target:
     if stop:
         save.with_suffix(".zip").write_text(
@@ -63,9 +78,16 @@ while ticks < target:
         sys.exit(3)
     time.sleep(rl.get("tick_seconds", 0.0))
     ticks += 1
+    if rl.get("log_ticks"):
+        progress = log / "progress.csv"
+        with open(progress, "a") as f:
+            if f.tell() == 0:
+                f.write(f"time/total_timesteps,{column}\n")
+            f.write(f"{ticks},\n")
 save.with_suffix(".zip").write_text(json.dumps({"ticks": ticks, "seed": common.get("seed")}))
-log = Path(rl["log_path"])
-log.mkdir(parents=True, exist_ok=True)
 reward = rl.get("learning_rate", 1.0) * ticks + (common.get("seed") or 0) % 7
-column = rl.get("column", "rollout/ep_rew_mean")
-(log / "progress.csv").write_text(f"{column},time/fps\n,10\n{reward},11\n,12\n")
+if rl.get("log_ticks"):
+    with open(log / "progress.csv", "a") as f:
+        f.write(f"{ticks},{reward}\n")
+else:
+    (log / "progress.csv").write_text(f"{column},time/fps\n,10\n{reward},11\n,12\n")
