@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl_relay.job_params import DEFAULT_LEARNING_COMMAND, JobParams, ParamsError
+from rl_relay.job_params import (
+    DEFAULT_LEARNING_COMMAND,
+    JobParams,
+    ParamsError,
+    unknown_parameter_problems,
+)
 from rl_relay.layout import JobPaths, StepPaths
 from rl_relay.overrides import Override, OverrideError, collect_overrides, merge
 from rl_relay.state import Plan, Step
@@ -121,15 +126,22 @@ def prepare(
     resolve. ``require``: the parameters that must be present (see JobParams).
     """
     try:
-        job_params = JobParams.from_params(params, source, require)
+        job_params = JobParams.from_params(params, source, require, template_names=None)
+    except ParamsError as err:
+        problems = [str(err), *unknown_parameter_problems(params, source)]
+        raise ConfigError("\n".join(problems)) from None
+    try:
         templates = load_templates(job_params.config_templates, base_dir)
+    except TemplateError as err:
+        problems = [str(err), *unknown_parameter_problems(params, source)]
+        raise ConfigError("\n".join(problems)) from None
+    problems = unknown_parameter_problems(params, source, list(templates.paths))
+    try:
         overrides = tuple(collect_overrides(params))
         merged = merge(templates.documents, list(overrides), templates.sources)
-    except ParamsError as err:
-        raise ConfigError(str(err)) from None
-    except (TemplateError, OverrideError) as err:
-        raise ConfigError(str(err)) from None
-    problems = _template_problems(templates, merged)
+    except OverrideError as err:
+        raise ConfigError("\n".join([*problems, str(err)])) from None
+    problems += _template_problems(templates, merged)
     problems += [p for o in overrides if (p := managed_key_problem(o))]
     command = job_params.learning_command
     if shutil.which(command[0]) is None and not _runnable(base_dir / command[0]):

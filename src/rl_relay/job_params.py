@@ -125,12 +125,14 @@ class JobParams:
         params: Mapping[str, Any],
         source: str,
         require: Sequence[str] = ("config.config_templates", "working_dir"),
-        template_names: Sequence[str] = (),
+        template_names: Sequence[str] | None = (),
     ) -> JobParams:
         """Validate and fill in defaults; ``source`` names where the parameters came from.
 
         ``require``: what must be given (``rl-relay check`` checks fixed_params, which
         have no ``working_dir`` yet). Integral floats (``2.0``) count as integers.
+        ``template_names`` None leaves the check of unknown names to the caller (who knows
+        the templates only after reading the template index).
         """
         properties = schema()["properties"]
         flat = {}
@@ -147,7 +149,8 @@ class JobParams:
             value = flat.get(problem.key)
             hint = _HINTS.get(problem.key, problem.message)
             found.append(f"{source}: parameter {problem.key!r} = {value!r} is invalid: {hint}")
-        found += unknown_parameter_problems(params, source, template_names)
+        if template_names is not None:
+            found += unknown_parameter_problems(params, source, template_names)
         if found:
             raise ParamsError("\n".join(found))
         command = flat["learning_command"]

@@ -199,16 +199,23 @@ def run_supervised(
                 logger.warning(
                     "child %d ran over its timeout of %ss; ending it", child.pid, timeout
                 )
+                if linux:  # what else runs now is ended with it: record it first
+                    ended += [
+                        p
+                        for p in containment.leftovers(child.pid, child_start)
+                        if p.pid != child.pid
+                    ]
                 end_process_group(child.pid, kill_grace)
                 child.wait()
             # Anything the child left behind (workers, daemons, detached helpers) ends too.
             if cgroup is not None:
-                ended = cgroup.end_all(kill_grace)
+                ended += cgroup.end_all(kill_grace)
             if linux:
                 rest = containment.leftovers(child.pid, child_start)
                 if rest:
                     containment.end_processes([p.pid for p in rest], kill_grace)
                     ended += rest
+                ended = list({p.pid: p for p in ended}.values())
             else:
                 end_process_group(child.pid, kill_grace)
             deadline = time.monotonic() + PIPE_GRACE

@@ -9,7 +9,7 @@ Behaviour on demand, from rl_config: ``fail_dirs`` (run directory names that exi
 ``tick_seconds``, ``column`` (the reward column's name), ``log_ticks`` (append a
 ``progress.csv`` row per tick, as SB3 logs per rollout), ``exit3`` ("no_checkpoint": exit 3
 at once without saving; "no_progress": save the loaded model unchanged and exit 3),
-``detach`` (start a detached ``sleep`` that holds the output pipes open). Every call is
+``detach`` (seconds: start a detached ``sleep`` that holds the output pipes open). Every call is
 appended to ``calls.jsonl`` in the job's working directory.
 """
 
@@ -57,7 +57,8 @@ if run_dir.name in rl.get("fail_dirs", []):
     sys.exit(2)
 
 if rl.get("detach"):
-    subprocess.Popen(["sleep", "300"], start_new_session=True)  # keeps stdout/stderr open
+    # a daemon in its own session that keeps stdout/stderr open (rl: "detach": seconds)
+    subprocess.Popen(["sleep", str(rl["detach"])], start_new_session=True)
 
 ticks = json.loads(Path(rl["load_path"] + ".zip").read_text())["ticks"] if rl["load_path"] else 0
 if rl.get("exit3") == "no_checkpoint":
