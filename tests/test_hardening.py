@@ -127,8 +127,9 @@ def test_a_parameter_nothing_reads_is_an_error_with_a_suggestion(make_job, tmp_p
         "parameter 'learning_runs_per_jobs' is not read by anything; did you mean"
         " 'learning_runs_per_job'?" in proc.stderr
     )
-    assert "parameter 'rl_config' is not read by anything; did you mean 'config.rl_config" in (
-        proc.stderr
+    assert (
+        "parameter 'rl_config.learning_rate' is not read by anything; did you mean"
+        " 'config.rl_config.learning_rate'?" in proc.stderr
     )
     assert not (tmp_path / "wd" / "calls.jsonl").exists()
 

@@ -133,25 +133,32 @@ def prepare(
     try:
         templates = load_templates(job_params.config_templates, base_dir)
     except TemplateError as err:
-        problems = [str(err), *unknown_parameter_problems(params, source)]
+        where = f"{source}: parameter 'config.config_templates' = {job_params.config_templates!r}"
+        problems = [f"{where}: {err}", *unknown_parameter_problems(params, source)]
         raise ConfigError("\n".join(problems)) from None
     problems = unknown_parameter_problems(params, source, list(templates.paths))
     try:
         overrides = tuple(collect_overrides(params))
         merged = merge(templates.documents, list(overrides), templates.sources)
     except OverrideError as err:
-        raise ConfigError("\n".join([*problems, str(err)])) from None
-    problems += _template_problems(templates, merged)
-    problems += [p for o in overrides if (p := managed_key_problem(o))]
+        raise ConfigError("\n".join([*problems, *_named(source, str(err))])) from None
+    own = _template_problems(templates, merged)
+    own += [p for o in overrides if (p := managed_key_problem(o))]
     command = job_params.learning_command
     if shutil.which(command[0]) is None and not _runnable(base_dir / command[0]):
-        problems.append(
-            f"learning_command {list(command)!r}: {command[0]!r} is not an executable on PATH"
-            " or a path to one"
+        own.append(
+            f"parameter 'learning_command' = {list(command)!r}: {command[0]!r} is not an"
+            " executable on PATH or a path to one"
         )
+    problems += _named(source, "\n".join(own))
     if problems:
         raise ConfigError("\n".join(problems))
     return JobConfig(job_params, templates, overrides, merged)
+
+
+def _named(source: str, text: str) -> list[str]:
+    """Problem lines, each naming where the parameters came from."""
+    return [f"{source}: {line}" for line in text.splitlines() if line]
 
 
 def _runnable(path: Path) -> bool:

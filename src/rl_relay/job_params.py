@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.metrics import DEFAULT_REWARD_COLUMN
-from rl_relay.paramtree import lookup, plain, top_level_names
+from rl_relay.paramtree import flatten, lookup, plain, top_level_names
 from rl_relay.validation import load_schema, problems
 
 #: The default learner: the project's own, run with the job's own interpreter.
@@ -75,15 +75,18 @@ def unknown_parameter_problems(
     known = known_top_level_names()
     found = []
     for name in sorted(top_level_names(params) - known):
+        full = sorted(n for n, _ in flatten(params) if n.split(".", 1)[0] == name) or [name]
         if name in template_names:
-            hint = f"did you mean 'config.{name}...'? Template parameters start with 'config.'"
+            suggestions = ", ".join(f"'config.{n}'" for n in full)
+            hint = f"did you mean {suggestions}? Template parameters start with 'config.'"
         else:
             close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
             if close:
                 hint = f"did you mean {close[0]!r}?"
             else:
                 hint = f"known names: {', '.join(sorted(known))}"
-        found.append(f"{source}: parameter {name!r} is not read by anything; {hint}")
+        shown = ", ".join(repr(n) for n in full)
+        found.append(f"{source}: parameter {shown} is not read by anything; {hint}")
     return found
 
 

@@ -189,11 +189,19 @@ def read_params(argv: Sequence[str]) -> Any:
                 f"{source} must hold a JSON object of parameters ({{\"key\": value, ...}}),"
                 f" not a {type(data).__name__}"
             )
+        working_dir = data.get("working_dir")
+        if "working_dir" in data and not (isinstance(working_dir, str) and working_dir):
+            raise ValueError(
+                f"{source}: parameter 'working_dir' = {working_dir!r} is invalid: the directory"
+                " the job writes into, a non-empty path"
+            )
     try:
         return initialize_job(list(argv), verbose=False)
     except OSError as err:
-        if err.filename and Path(source) != Path(err.filename):
-            raise ValueError(os_error_message(err, "write the job's settings")) from None
+        if err.filename is not None and str(err.filename) != source:
+            raise ValueError(
+                f"{source}: " + os_error_message(err, "write the job's settings (working_dir)")
+            ) from None
         raise ValueError(f"cannot read the job parameters: {err}") from None
     except Exception as err:  # cluster_utils' settings errors, bad override strings
         raise ValueError(

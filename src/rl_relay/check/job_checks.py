@@ -56,12 +56,15 @@ def check_job_params(ctx: Context) -> list[Problem]:
     try:
         ctx.job = prepare(
             fixed,
-            f"{ctx.settings_file} (fixed_params)",
+            "fixed_params",
             ctx.cwd,  # relative paths resolve as in a job started in the repo root
             require=("config.config_templates",),
         )
     except ConfigError as err:
-        found += [Problem(ctx.at("fixed_params"), line) for line in str(err).splitlines()]
+        found += [
+            Problem(ctx.at("fixed_params"), line.removeprefix("fixed_params: "))
+            for line in str(err).splitlines()
+        ]
     return found
 
 
