@@ -73,9 +73,7 @@ def prepare_step_dir(paths: StepPaths, step: Step, run: RunState) -> None:
                 f.truncate(limit)
         return
     if paths.dir.exists():
-        keep = Path(step.load_path).name if step.load_path else None
-        inside = bool(keep) and Path(step.load_path).parent == paths.dir
-        stale = [p for p in paths.dir.iterdir() if not (inside and p.name.startswith(keep))]
+        stale = [p for p in paths.dir.iterdir() if not _holds(p, step.load_path)]
         if stale:
             logger.info(
                 "%s ran before without finishing: starting it from clean outputs", paths.name
@@ -86,6 +84,17 @@ def prepare_step_dir(paths: StepPaths, step: Step, run: RunState) -> None:
             else:
                 path.unlink()
     paths.dir.mkdir(parents=True, exist_ok=True)
+
+
+def _holds(entry: Path, load_path: str) -> bool:
+    """Whether ``entry`` of a step directory holds the checkpoint the step starts from
+    (PBT copies a donor's checkpoint into the next step's directory before it runs)."""
+    if not load_path:
+        return False
+    load = Path(load_path)
+    if entry.is_dir() and load.is_relative_to(entry):
+        return True
+    return entry.parent == load.parent and entry.name.startswith(load.name)
 
 
 def _tail(path: Path, lines: int = 5) -> str:
