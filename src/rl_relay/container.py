@@ -38,6 +38,8 @@ JOB_RESOURCE_VARIABLES = (
     "CUDA_VISIBLE_DEVICES",
     "_CONDOR_JOB_AD",
 )
+#: OpenMP/BLAS threads: one per CPU the job was given, not one per core of the node.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -221,11 +223,21 @@ def command(
     return [*cmd, *spec.args, str(spec.image), str(spec.script), *argv]
 
 
-def environment(spec: ContainerSpec, environ: Mapping[str, str]) -> dict[str, str]:
-    """The runtime's environment: ours, plus the job's resource variables and
-    ``singularity.env`` under the runtime's prefix (they survive ``--cleanenv``)."""
+def environment(
+    spec: ContainerSpec, environ: Mapping[str, str], cpus: int | None = None
+) -> dict[str, str]:
+    """The runtime's environment: ours, plus what the job inside needs under the runtime's
+    prefix, which survives ``--cleanenv`` and overrides the image's ``%environment``.
+
+    That is the job's resource variables, the thread counts (the host's, as HTCondor sets
+    them, else ``cpus``; the image's ``%environment`` is evaluated before these variables
+    arrive, so it cannot compute them from ``SLURM_CPUS_PER_TASK`` itself) and, over all of
+    them, ``singularity.env``.
+    """
     prefix = "APPTAINERENV_" if "apptainer" in Path(spec.executable).name else "SINGULARITYENV_"
     passed = {k: environ[k] for k in JOB_RESOURCE_VARIABLES if k in environ}
+    if cpus:
+        passed.update({k: environ.get(k) or str(cpus) for k in THREAD_VARIABLES})
     return {**environ, **{prefix + k: v for k, v in {**passed, **spec.env}.items()}}
 
 

@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cwd = Path.cwd()
     try:
         job = parse_job_args(argv)
-        spec = resolve(job.params, job.source, cwd, gpus=job_resources().gpus)
+        resources = job_resources()
+        spec = resolve(job.params, job.source, cwd, gpus=resources.gpus)
         working_dir = _working_dir(job.params.get("working_dir"), job.default_working_dir)
         try:
             binds = job_binds(spec, working_dir, cwd, _files_to_show(job.params_file))
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd,
         stdout_path=paths.stdout,
         stderr_path=paths.stderr,
-        env=environment(spec, os.environ),
+        env=environment(spec, os.environ, resources.cpus),
     )
     if result.returncode < 0:
         logger.error("the container runtime was killed by signal %d", -result.returncode)
