@@ -28,6 +28,8 @@ from conftest import (
     write_stand_in_templates,
 )
 
+from rl_relay import container
+
 WRAPPER = REPO / "wrappers" / "run_singularity.py"
 STAND_IN_RUNTIME = REPO / "tests" / "stand_ins" / "apptainer"
 INNER = """#!/usr/bin/env python3
@@ -325,3 +327,24 @@ def test_a_sandbox_directory_is_an_image(box: dict) -> None:
     proc = run(box, str(params_file(box, image=str(sandbox))))
     assert proc.returncode == 0, proc.stderr
     assert runtime_calls(box)[0]["argv"][-3] == str(sandbox)
+
+
+def test_rl_relay_check_reports_unbindable_settings_before_submission(box: dict) -> None:
+    settings = {
+        "script_relative_path": "wrappers/run_singularity.py",
+        "results_dir": str(box["tmp"] / "results"),
+        "optimization_procedure_name": "run_2024-01-01T10:00",
+        "fixed_params": {
+            "singularity.image": str(box["image"]),
+            "singularity.script": "inner.py",
+            "singularity.binds": ["/data/a,b", "~/ok"],
+            "singularity.env": {"BAD-KEY": "1", "GOOD": 2},
+            "singularity.executable": str(box["bin"] / "apptainer"),
+        },
+    }
+    problems = container.check_settings(settings, box["tmp"])
+    assert [where for where, _ in problems] == ["fixed_params", "fixed_params", "results_dir"]
+    text = "\n".join(message for _, message in problems)
+    assert "singularity.binds[0]: '/data/a,b' contains ','" in text
+    assert "singularity.env key 'BAD-KEY' is not a variable name" in text
+    assert "run_2024-01-01T10:00' contains ':'" in text and "cannot be bound" in text

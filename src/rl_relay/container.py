@@ -253,6 +253,13 @@ def check_settings(settings: Mapping[str, Any], cwd: Path) -> list[tuple[str, st
                 ("fixed_params", line.removeprefix("fixed_params: "))
                 for line in str(err).splitlines()
             ]
+        # every job's working directory is below this, and is bound into the container
+        results = Path(str(settings.get("results_dir", ""))).expanduser()
+        results = results / str(settings.get("optimization_procedure_name", ""))
+        try:
+            container_binds.check_path(str(results), "the results directory")
+        except BindError as err:
+            problems.append(("results_dir", f"{err}; every job's working directory is in it"))
     native = settings.get("singularity")
     if isinstance(native, Mapping):
         image = Path(str(native.get("image", ""))).expanduser()
