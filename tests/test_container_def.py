@@ -127,12 +127,13 @@ def test_post_and_test_sections_build_an_image_a_job_runs_in(tmp_path: Path) -> 
     wheels = local_wheel_dirs()
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
     env["APPTAINERENV_PIP_FIND_LINKS"] = " ".join(wheels)
-    binds = [f"{env_dir}", f"{files / 'opt' / 'rl-relay'}:/opt/rl-relay"]
+    binds = [f"{files / 'opt' / 'rl-relay'}:/opt/rl-relay"]
     binds += [f"{d}:{d}:ro" for d in wheels]
     post = definition.script("post", BUILD_ARGS)
     assert "{{" not in post
     build = subprocess.run(
-        ["apptainer", "exec", "--containall", *(f"--bind={b}" for b in binds), str(image)]
+        ["apptainer", "exec", "--containall", "--writable"]
+        + [*(f"--bind={b}" for b in binds), str(image)]
         + ["/bin/sh", "-c", post],
         env=env,
         capture_output=True,
