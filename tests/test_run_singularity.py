@@ -1,7 +1,9 @@
-"""wrappers/run_singularity.py against a STAND-IN container runtime (tests/stand_ins/apptainer).
+"""wrappers/run_singularity.py against a RECORDING stand-in runtime (tests/stand_ins/apptainer).
 
-No Apptainer/Singularity can be installed here; the stand-in records how it was called and
-runs the command on the host, so everything the wrapper decides is checked for real.
+No Apptainer/Singularity can be installed here; this stand-in records how it was called and
+runs the command on the host, so the exact argument lists and environment the wrapper hands
+the runtime are checked here. What a job can do under real isolation is checked with the
+bubblewrap stand-in in test_container_sandbox.py.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,8 @@ from conftest import (
     local_settings,
     write_stand_in_templates,
 )
+
+from rl_relay import container
 
 WRAPPER = REPO / "wrappers" / "run_singularity.py"
 STAND_IN_RUNTIME = REPO / "tests" / "stand_ins" / "apptainer"
@@ -97,8 +103,7 @@ def test_exact_command_line_binds_environment_and_logs(box: dict) -> None:
     assert call["argv"] == [
         str(box["bin"] / "apptainer"),
         "run",
-        "--bind",
-        f"/tmp,{wd},{tmp},/srv/data",
+        *("--bind", "/tmp", "--bind", str(wd), "--bind", str(tmp), "--bind", "/srv/data"),
         "--pwd",
         str(tmp),
         "--containall",
@@ -225,3 +230,121 @@ def test_hp_optimization_through_run_singularity_end_to_end(box: dict) -> None:
         argv = call["argv"]
         assert argv[1] == "run"
         assert argv[argv.index(inner_script) + 1].startswith("--job-id")
+
+
+def test_each_bind_is_its_own_option_and_tilde_is_expanded(box: dict) -> None:
+    home = box["tmp"] / "home"
+    params = params_file(box, binds=["~/data:/data", "~/models:/models:ro", "rel"])
+    proc = run(box, str(params), HOME=str(home))
+    assert proc.returncode == 0, proc.stderr
+    argv = runtime_calls(box)[0]["argv"]
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
+    assert binds[3:] == [f"{home}/data:/data", f"{home}/models:/models:ro", str(box["tmp"] / "rel")]
+    assert all("," not in b for b in binds)
+
+
+@pytest.mark.parametrize(
+    ("singularity", "wd_name", "message"),
+    [
+        ({"binds": ["/data/a,b"]}, "wd", "singularity.binds[0]: '/data/a,b' contains ','"),
+        (
+            {"binds": ["/data/x^y"]},
+            "wd",
+            "singularity.binds[0]: the source '/data/x^y' contains '^'",
+        ),
+        ({"binds": ["/data/a:b:/c"]}, "wd", "'/c' is not a bind option"),
+        ({"binds": ["/data/a:b"]}, "wd", "the destination 'b' is not an absolute path"),
+        ({}, "wd:2024-01-01T10:00", "working_dir, the job's working directory, "),
+        ({}, "wd,1", "contains ','"),
+    ],
+)
+def test_paths_the_runtime_cannot_express_are_refused(
+    box: dict, singularity: dict, wd_name: str, message: str
+) -> None:
+    params = params_file(box, **singularity)
+    data = json.loads(params.read_text())
+    data["working_dir"] = str(box["tmp"] / wd_name)
+    params.write_text(json.dumps(data))
+    proc = run(box, str(params))
+    assert proc.returncode == 1
+    assert str(params) in proc.stderr and message in proc.stderr
+    assert "cannot be bound" in proc.stderr or "bind option" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (box["tmp"] / "runtime.jsonl").exists()
+
+
+@pytest.mark.parametrize("key", ["MY-VAR", "1X", "A B", ""])
+def test_env_keys_that_are_not_variable_names_are_refused(box: dict, key: str) -> None:
+    proc = run(box, str(params_file(box, env={"GOOD": "1", key: "x"})))
+    assert proc.returncode == 1
+    assert f"singularity.env key {key!r} is not a variable name" in proc.stderr
+    assert not (box["tmp"] / "runtime.jsonl").exists()
+
+
+def test_job_resource_variables_survive_containall(box: dict) -> None:
+    """--containall implies --cleanenv: what the learner sizes itself by is passed by name."""
+    proc = run(box, str(params_file(box)), SLURM_CPUS_PER_TASK="2", CUDA_VISIBLE_DEVICES="")
+    assert proc.returncode == 0, proc.stderr
+    env = runtime_calls(box)[0]["env"]
+    assert env["APPTAINERENV_SLURM_CPUS_PER_TASK"] == "2"
+    assert env["APPTAINERENV_CUDA_VISIBLE_DEVICES"] == ""
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A directory outside /tmp, the working directory and the current directory."""
+    directory = Path(tempfile.mkdtemp(prefix="rl-relay-test-", dir="/var/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_parameter_file_elsewhere_is_bound_read_only(box: dict, outside: Path) -> None:
+    params = outside / "params.json"
+    params.write_text(params_file(box).read_text())
+    proc = run(box, str(params))
+    assert proc.returncode == 0, proc.stderr
+    argv = runtime_calls(box)[0]["argv"]
+    assert f"{params}:{params}:ro" in argv
+    inside = params_file(box)  # in the current directory: visible without a bind of its own
+    (box["tmp"] / "runtime.jsonl").unlink()
+    assert run(box, str(inside)).returncode == 0
+    assert not any(a.endswith(":ro") for a in runtime_calls(box)[0]["argv"])
+
+
+def test_a_script_outside_every_bind_is_refused(box: dict, outside: Path) -> None:
+    script = outside / "inner.py"
+    script.write_text(INNER)
+    script.chmod(0o755)
+    proc = run(box, str(params_file(box, script=str(script), binds=["/srv"])))
+    assert proc.returncode == 1
+    assert "is outside every directory bound into the container" in proc.stderr
+    assert not (box["tmp"] / "runtime.jsonl").exists()
+
+
+def test_a_sandbox_directory_is_an_image(box: dict) -> None:
+    sandbox = box["tmp"] / "sandbox"
+    sandbox.mkdir()
+    proc = run(box, str(params_file(box, image=str(sandbox))))
+    assert proc.returncode == 0, proc.stderr
+    assert runtime_calls(box)[0]["argv"][-3] == str(sandbox)
+
+
+def test_rl_relay_check_reports_unbindable_settings_before_submission(box: dict) -> None:
+    settings = {
+        "script_relative_path": "wrappers/run_singularity.py",
+        "results_dir": str(box["tmp"] / "results"),
+        "optimization_procedure_name": "run_2024-01-01T10:00",
+        "fixed_params": {
+            "singularity.image": str(box["image"]),
+            "singularity.script": "inner.py",
+            "singularity.binds": ["/data/a,b", "~/ok"],
+            "singularity.env": {"BAD-KEY": "1", "GOOD": 2},
+            "singularity.executable": str(box["bin"] / "apptainer"),
+        },
+    }
+    problems = container.check_settings(settings, box["tmp"])
+    assert [where for where, _ in problems] == ["fixed_params", "fixed_params", "results_dir"]
+    text = "\n".join(message for _, message in problems)
+    assert "singularity.binds[0]: '/data/a,b' contains ','" in text
+    assert "singularity.env key 'BAD-KEY' is not a variable name" in text
+    assert "run_2024-01-01T10:00' contains ':'" in text and "cannot be bound" in text

@@ -15,34 +15,36 @@ system's ``python3``, while everything else lives in the image.
 
 from __future__ import annotations
 
-import ast
-import json
 import os
+import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl_relay import container_binds
+from rl_relay.container_binds import Bind, BindError
+from rl_relay.paramtree import subtree
+
 RUNTIMES = ("apptainer", "singularity")
 PREFIX = "singularity"
+#: What the learner inside reads to size itself to the job (rl_relay.cluster).
+#: ``--containall`` implies ``--cleanenv``, which keeps every host variable out of the
+#: container, so these are passed in by name (``singularity.env`` overrides them).
+JOB_RESOURCE_VARIABLES = (
+    "SLURM_CPUS_PER_TASK",
+    "SLURM_GPUS_ON_NODE",
+    "CUDA_VISIBLE_DEVICES",
+    "_CONDOR_JOB_AD",
+)
+#: OpenMP/BLAS threads: one per CPU the job was given, not one per core of the node.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ContainerError(ValueError):
     """The container cannot be started as configured: a configuration error."""
-
-
-@dataclass(frozen=True)
-class JobArgs:
-    """What cluster_utils gave the job script, parsed with cluster_utils' grammar."""
-
-    params: dict[str, Any]
-    #: Where the parameters came from, for error messages.
-    source: str
-    #: The script's arguments, to pass on unchanged.
-    argv: tuple[str, ...]
-    #: The working directory to use when the parameters name none.
-    default_working_dir: Path
 
 
 @dataclass(frozen=True)
@@ -53,73 +55,10 @@ class ContainerSpec:
     use_run: bool = True
     nv: bool = False
     containall: bool = True
-    binds: tuple[str, ...] = ()
+    #: ``singularity.binds``, parsed; the job's own binds are added by ``job_binds``.
+    binds: tuple[Bind, ...] = ()
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-
-
-def _set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
-    node = params
-    *parents, last = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-
-
-def parse_job_args(argv: Sequence[str]) -> JobArgs:
-    """``[--job-id N] [--cluster-utils-server IP:PORT] [--parameter-dict] P [key=value ...]``.
-
-    P is a Python dict literal (with ``--parameter-dict``) or a JSON parameter file. The
-    grammar is cluster_utils 3's (``cluster_utils.client``), re-implemented so that the
-    host needs no cluster_utils.
-    """
-    args = list(argv)
-    positional: list[str] = []
-    is_dict = False
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--parameter-dict":
-            is_dict = True
-        elif arg in ("--job-id", "--cluster-utils-server"):
-            i += 1
-        elif arg.startswith(("--job-id=", "--cluster-utils-server=")):
-            pass
-        elif arg.startswith("--"):
-            raise ContainerError(f"unknown option {arg!r} in the job's arguments")
-        else:
-            positional.append(arg)
-        i += 1
-    if not positional:
-        raise ContainerError("no parameters given: expected a parameter file or --parameter-dict")
-    first, overrides = positional[0], positional[1:]
-    if is_dict:
-        params = ast.literal_eval(first)
-        source, default_wd = "the job's --parameter-dict", Path.cwd()
-    else:
-        path = Path(first)
-        try:
-            params = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ContainerError(f"the parameter file {path} cannot be read: {err}") from None
-        source, default_wd = str(path), path.resolve().parent
-    if not isinstance(params, dict):
-        raise ContainerError(f"{source} must be a dictionary of parameters")
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise ContainerError(f"{override!r} is not of the form key=value")
-        _set_dotted(params, key, ast.literal_eval(value))
-    return JobArgs(params, source, tuple(argv), default_wd)
-
-
-def singularity_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``singularity.*`` parameters, nested or flat dotted."""
-    found = dict(params.get(PREFIX, {})) if isinstance(params.get(PREFIX), Mapping) else {}
-    for key, value in params.items():
-        if key.startswith(PREFIX + "."):
-            found[key[len(PREFIX) + 1 :]] = value
-    return found
 
 
 def find_runtime(executable: str | None, path: str | None = None) -> str:
@@ -135,6 +74,40 @@ def find_runtime(executable: str | None, path: str | None = None) -> str:
     )
 
 
+def _binds(value: Any, source: str, cwd: Path, problems: list[str]) -> tuple[Bind, ...]:
+    if not isinstance(value, list | tuple):
+        problems.append(f"{source}: singularity.binds must be a list")
+        return ()
+    binds = []
+    for i, spec in enumerate(value):
+        try:
+            binds.append(container_binds.parse(spec, cwd))
+        except BindError as err:
+            problems.append(f"{source}: singularity.binds[{i}]: {err}")
+    return tuple(binds)
+
+
+def _env(value: Any, source: str, problems: list[str]) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        problems.append(f"{source}: singularity.env must be an object")
+        return {}
+    env = {}
+    for key, item in value.items():
+        where = f"{source}: singularity.env key {key!r}"
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            problems.append(
+                f"{where} is not a variable name the runtime can pass in: use letters, digits"
+                " and '_', not starting with a digit"
+            )
+        elif isinstance(item, bool) or not isinstance(item, str | int | float):
+            problems.append(f"{where}: the value must be a string or a number, not {item!r}")
+        elif "\0" in str(item):
+            problems.append(f"{where}: the value contains a NUL character")
+        else:
+            env[key] = str(item)
+    return env
+
+
 def resolve(
     params: Mapping[str, Any],
     source: str,
@@ -143,19 +116,19 @@ def resolve(
     path: str | None = None,
 ) -> ContainerSpec:
     """Check the parameters and resolve paths; every problem in one ContainerError."""
-    sing = singularity_params(params)
+    sing = subtree(params, PREFIX)
     if not sing:
         raise ContainerError(
             f"{source}: no singularity parameters; run_singularity.py needs at least"
             ' "singularity.image" and "singularity.script" in fixed_params'
         )
-    problems = []
+    problems: list[str] = []
     image = script = None
     if "image" not in sing:
         problems.append(f"{source}: singularity.image is missing: the .sif image to run in")
     else:
         image = Path(str(sing["image"])).expanduser()
-        if not image.is_file():
+        if not image.exists():
             problems.append(
                 f"{source}: singularity.image {image} does not exist; build it with"
                 " `apptainer build rl_relay.sif containers/rl_relay.def`"
@@ -174,13 +147,10 @@ def resolve(
                 f"{source}: singularity.script {script} is not executable; it needs a shebang"
                 f" line and `chmod +x {sing['script']}`"
             )
-    for key, allowed, what in (
-        ("binds", (list, tuple), "list"),
-        ("args", (list, tuple), "list"),
-        ("env", (Mapping,), "object"),
-    ):
-        if key in sing and not isinstance(sing[key], allowed):
-            problems.append(f"{source}: singularity.{key} must be a {what}")
+    binds = _binds(sing.get("binds", []), source, cwd, problems)
+    if not isinstance(sing.get("args", []), list | tuple):
+        problems.append(f"{source}: singularity.args must be a list")
+    env = _env(sing.get("env", {}), source, problems)
     executable = None
     try:
         executable = find_runtime(sing.get("executable"), path)
@@ -196,23 +166,53 @@ def resolve(
         use_run=bool(sing.get("use_run", True)),
         nv=bool(sing.get("nv", gpus > 0)),
         containall=bool(sing.get("containall", True)),
-        binds=tuple(
-            str(Path(b).expanduser()) if ":" not in str(b) else str(b)
-            for b in sing.get("binds", ())
-        ),
+        binds=binds,
         args=tuple(str(a) for a in sing.get("args", ())),
-        env={str(k): str(v) for k, v in dict(sing.get("env", {})).items()},
+        env=env,
     )
 
 
-def command(spec: ContainerSpec, working_dir: Path, cwd: Path, argv: Sequence[str]) -> list[str]:
+def job_binds(
+    spec: ContainerSpec, working_dir: Path, cwd: Path, show: Iterable[Path] = ()
+) -> list[Bind]:
+    """Everything bound for one job, in order; ContainerError for what cannot be bound.
+
+    ``/tmp``, the working directory and the current directory (read-write), then
+    ``singularity.binds``, then each host file in ``show`` (the parameter file, the job
+    ClassAd) that none of those makes visible, read-only: the job inside must read them at
+    the paths it was given. The script must be visible through these binds.
+    """
+    binds: list[Bind] = []
+    try:
+        for what, directory in (
+            ("/tmp", Path("/tmp")),
+            ("working_dir, the job's working directory,", working_dir),
+            ("the directory the job starts in", cwd),
+        ):
+            binds.append(container_binds.same_path(directory, what))
+        binds += spec.binds
+        for file in show:
+            if not container_binds.visible(file, binds):
+                binds.append(container_binds.same_path(file, "the file", read_only=True))
+    except BindError as err:
+        raise ContainerError(str(err)) from None
+    if not container_binds.visible(spec.script, binds):
+        raise ContainerError(
+            f"singularity.script {spec.script} is outside every directory bound into the"
+            f" container ({', '.join(b.dest for b in binds)}); start the job from its"
+            " checkout or add the checkout to singularity.binds"
+        )
+    return binds
+
+
+def command(
+    spec: ContainerSpec, binds: Sequence[Bind], cwd: Path, argv: Sequence[str]
+) -> list[str]:
     """The runtime's full argument list: runtime, binds, options, image, script, job args."""
-    binds = ["/tmp", str(working_dir), str(cwd), *spec.binds]
     cmd = [
         spec.executable,
         "run" if spec.use_run else "exec",
-        "--bind",
-        ",".join(dict.fromkeys(binds)),
+        *container_binds.options(binds),
         "--pwd",
         str(cwd),
     ]
@@ -223,10 +223,22 @@ def command(spec: ContainerSpec, working_dir: Path, cwd: Path, argv: Sequence[st
     return [*cmd, *spec.args, str(spec.image), str(spec.script), *argv]
 
 
-def environment(spec: ContainerSpec, environ: Mapping[str, str]) -> dict[str, str]:
-    """The runtime's environment: ours plus ``singularity.env`` under the runtime's prefix."""
+def environment(
+    spec: ContainerSpec, environ: Mapping[str, str], cpus: int | None = None
+) -> dict[str, str]:
+    """The runtime's environment: ours, plus what the job inside needs under the runtime's
+    prefix, which survives ``--cleanenv`` and overrides the image's ``%environment``.
+
+    That is the job's resource variables, the thread counts (the host's, as HTCondor sets
+    them, else ``cpus``; the image's ``%environment`` is evaluated before these variables
+    arrive, so it cannot compute them from ``SLURM_CPUS_PER_TASK`` itself) and, over all of
+    them, ``singularity.env``.
+    """
     prefix = "APPTAINERENV_" if "apptainer" in Path(spec.executable).name else "SINGULARITYENV_"
-    return {**environ, **{prefix + k: v for k, v in spec.env.items()}}
+    passed = {k: environ[k] for k in JOB_RESOURCE_VARIABLES if k in environ}
+    if cpus:
+        passed.update({k: environ.get(k) or str(cpus) for k in THREAD_VARIABLES})
+    return {**environ, **{prefix + k: v for k, v in {**passed, **spec.env}.items()}}
 
 
 def check_settings(settings: Mapping[str, Any], cwd: Path) -> list[tuple[str, str]]:
@@ -241,10 +253,17 @@ def check_settings(settings: Mapping[str, Any], cwd: Path) -> list[tuple[str, st
                 ("fixed_params", line.removeprefix("fixed_params: "))
                 for line in str(err).splitlines()
             ]
+        # every job's working directory is below this, and is bound into the container
+        results = Path(str(settings.get("results_dir", ""))).expanduser()
+        results = results / str(settings.get("optimization_procedure_name", ""))
+        try:
+            container_binds.check_path(str(results), "the results directory")
+        except BindError as err:
+            problems.append(("results_dir", f"{err}; every job's working directory is in it"))
     native = settings.get("singularity")
     if isinstance(native, Mapping):
         image = Path(str(native.get("image", ""))).expanduser()
-        if not native.get("image") or not image.is_file():
+        if not native.get("image") or not image.exists():
             problems.append(("singularity.image", f"the image {image} does not exist"))
         executable = native.get("executable", "singularity")
         if shutil.which(executable) is None:

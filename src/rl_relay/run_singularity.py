@@ -9,12 +9,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rl_relay import exit_codes
-from rl_relay.container import ContainerError, command, environment, parse_job_args, resolve
+from rl_relay.container import ContainerError, command, environment, job_binds, resolve
+from rl_relay.job_argv import parse_job_args
+from rl_relay.layout import JobPaths
 
 logger = logging.getLogger("rl_relay.run_singularity")
 
-STDOUT_FILE = "stdout.txt"
-STDERR_FILE = "stderr.txt"
+
+def _files_to_show(params_file: Path | None) -> list[Path]:
+    """Host files the job inside reads by path: its parameter file and the HTCondor job ad."""
+    files = [params_file] if params_file is not None else []
+    ad = os.environ.get("_CONDOR_JOB_AD")
+    if ad and Path(ad).is_file():
+        files.append(Path(ad).absolute())
+    return files
+
+
+def _working_dir(given: object, default: Path) -> Path:
+    """Absolute, but not resolved: bound at the path the job inside is given."""
+    return Path(os.path.abspath(Path(str(given or default)).expanduser()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,19 +49,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     cwd = Path.cwd()
     try:
         job = parse_job_args(argv)
-        spec = resolve(job.params, job.source, cwd, gpus=job_resources().gpus)
+        resources = job_resources()
+        spec = resolve(job.params, job.source, cwd, gpus=resources.gpus)
+        working_dir = _working_dir(job.params.get("working_dir"), job.default_working_dir)
+        try:
+            binds = job_binds(spec, working_dir, cwd, _files_to_show(job.params_file))
+        except ContainerError as err:
+            raise ContainerError(f"{job.source}: {err}") from None
     except (ContainerError, ValueError, SyntaxError) as err:
         logger.error("configuration error, the container was not started:\n%s", err)
         return exit_codes.FAILURE
-    working_dir = Path(str(job.params.get("working_dir") or job.default_working_dir)).resolve()
     working_dir.mkdir(parents=True, exist_ok=True)
-    cmd = command(spec, working_dir, cwd, job.argv)
+    cmd = command(spec, binds, cwd, job.argv)
     logger.info("starting %s", " ".join(cmd))
+    paths = JobPaths(working_dir)
     result = run_supervised(
         cmd,
-        stdout_path=working_dir / STDOUT_FILE,
-        stderr_path=working_dir / STDERR_FILE,
-        env=environment(spec, os.environ),
+        stdout_path=paths.stdout,
+        stderr_path=paths.stderr,
+        env=environment(spec, os.environ, resources.cpus),
     )
     if result.returncode < 0:
         logger.error("the container runtime was killed by signal %d", -result.returncode)
