@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import rl_relay
 from rl_relay.job_config import ConfigError, JobConfig, step_configs
 from rl_relay.layout import StepPaths
 from rl_relay.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
@@ -97,6 +99,15 @@ def _holds(entry: Path, load_path: str) -> bool:
     return entry.parent == load.parent and entry.name.startswith(load.name)
 
 
+def learning_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The learning command's environment: unbuffered output, and this rl_relay first on
+    the path, so the default learner runs the code of the checkout the job runs (the
+    wrappers import the checkout's ``src/``), not an older copy installed in an image."""
+    package_root = str(Path(rl_relay.__file__).resolve().parent.parent)
+    path = [package_root, *(p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
+
+
 def _tail(path: Path, lines: int = 5) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
@@ -148,7 +159,7 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
             stdout_path=paths.stdout,
             stderr_path=paths.stderr,
             timeout=timeout,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=learning_environment(os.environ),
         )
     except OSError as err:
         raise ConfigError(
