@@ -24,6 +24,7 @@ from typing import Any
 
 from rl_relay.job import ConfigError, prepare, step_configs
 from rl_relay.job_params import lookup
+from rl_relay.optimizers import optimizer_problems
 from rl_relay.overrides import (
     Override,
     OverrideError,
@@ -394,6 +395,17 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
         ("settings sections", lambda: check_sections(ctx)),
         ("no keyboard input needed", lambda: check_interaction(ctx)),
         ("metric is reported", lambda: check_metric(ctx)),
+        (
+            "optimizer and its settings",
+            lambda: [
+                Problem(ctx.at(key), what)
+                for key, what in optimizer_problems(
+                    ctx.settings.get("optimizer_str"),
+                    ctx.settings.get("optimizer_settings"),
+                    ctx.settings.get("optimized_params", []),
+                )
+            ],
+        ),
         (f"cluster_requirements for {ctx.engine}", lambda: check_requirements(ctx)),
         ("job script", lambda: check_script(ctx)),
         ("fixed parameters and templates", lambda: check_job_params(ctx)),
