@@ -160,12 +160,12 @@ class DGDSearch:
         self.grid.tell(point, value)
 
     def history_csv(self, metric: str) -> str:
-        """XT's ``eval_hp_search`` table: one row per stretch a configuration was best."""
+        """XT's ``eval_hp_search`` table: one row per stretch a configuration was best; the
+        ``metric`` column is its mean over the configuration's jobs (as in reduced_data.csv)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(
-            [p.name for p in self.params]
-            + ["after_jobs", "best_for_jobs", "jobs", f"mean_{metric}"]
+            [p.name for p in self.params] + ["after_jobs", "best_for_jobs", "jobs", metric]
         )
         for reign in self.grid.history.reigns:
             writer.writerow(
