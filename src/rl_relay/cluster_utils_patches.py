@@ -116,10 +116,12 @@ class ContinuableNGOptimizer(Continuable, NGOptimizer):
 
 def _continuable(optimizer: Any, cls: type) -> Any:
     """A state saved by plain cluster_utils becomes the continuable subclass."""
-    if not isinstance(optimizer, cls):
-        optimizer.__class__ = cls
-        optimizer.n_told = len(optimizer.full_df)
-    return optimizer
+    if isinstance(optimizer, cls):
+        return optimizer
+    continuable = cls.__new__(cls)
+    continuable.__dict__.update(optimizer.__dict__)
+    continuable.n_told = len(optimizer.full_df)
+    return continuable
 
 
 def _python(value: Any) -> Any:
