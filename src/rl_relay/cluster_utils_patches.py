@@ -27,7 +27,7 @@ from typing import Any
 from cluster_utils.server.optimizers import Metaoptimizer, NGOptimizer
 
 from rl_relay.hpo_continue import finished_jobs, next_job_id
-from rl_relay.layout import ResultsPaths
+from rl_relay.layout import JOB_SETTINGS, ResultsPaths
 from rl_relay.optimizers import register
 from rl_relay.optimizers.persist import Continuable, ContinueError, check_same_params, load_state
 
@@ -152,7 +152,7 @@ def recover_results(optimizer: Any, result_dir: Path, metric: str, name: str) ->
     for job_id, directory in sorted(finished_jobs(result_dir, metric).items()):
         if job_id in told:
             continue
-        settings = _tuples(json.loads((directory / "settings.json").read_text()))
+        settings = _tuples(json.loads((directory / JOB_SETTINGS).read_text()))
         job = Job(
             id=job_id,
             settings=settings,
@@ -218,9 +218,9 @@ def continuing_hp_optimization(original: Callable[..., Any]) -> Callable[..., An
             )
         if remaining <= 0:
             print(
-                f"It has number_of_samples={kwargs['number_of_samples']} results: nothing to"
-                " run (raise optimization_setting.number_of_samples to go on, or use --fresh"
-                " to start over)."
+                f"number_of_samples is {kwargs['number_of_samples']}: nothing to run (raise"
+                " optimization_setting.number_of_samples to go on, or use --fresh to start"
+                " over)."
             )
             return None
 
