@@ -330,3 +330,39 @@ def test_dgd_beats_random_sampling_on_a_noisy_grid() -> None:
         random_true.append(grid_objective(max(observed)[1], optimum))
     # measured: dgd -0.9, random -5.2 (mean true value of the configuration called best)
     assert statistics.mean(dgd_true) > statistics.mean(random_true) + 2.5, (dgd_true, random_true)
+
+
+@given(st.integers(0, 2**16), st.lists(st.floats(-10, 10), min_size=1, max_size=30))
+@settings(max_examples=40, deadline=None)
+def test_every_ask_is_the_best_or_a_neighbour_with_fewer_jobs(seed: int, values: list[float]):
+    grid = GridDescent([4, 3, 5], minimize=False, start=(1, 1, 2), seed=seed)
+    for value in values:
+        best = grid.best()
+        point = grid.ask()
+        if best is None:
+            assert point == (1, 1, 2)
+        elif point != best:
+            assert point in neighbours(best, grid.sizes)
+            assert grid.count(point) < grid.count(best)
+        else:  # the best again only when no neighbour has fewer jobs
+            assert all(grid.count(n) >= grid.count(best) for n in neighbours(best, grid.sizes))
+        grid.tell(point, value)
+    assert sum(s.count for s in grid.stats.values()) == len(values) == grid.completed
+
+
+@given(st.integers(0, 2**16), st.lists(st.floats(-10, 10), min_size=1, max_size=30))
+@settings(max_examples=40, deadline=None)
+def test_genetic_asks_valid_new_configurations(seed: int, values: list[float]) -> None:
+    small = [
+        Param("a", DISCRETE, options=(1, 2, 3)),
+        Param("b", LOGNORMAL, 2, 9, integer=True),
+        Param("c", NORMAL, 0.0, 1.0),
+    ]
+    search = GeneticSearch(small, minimize=False, population_size=3, seed=seed)
+    asked = []
+    for value in values:
+        config = search.ask()
+        assert all(valid(p, v) for p, v in zip(small, config, strict=True))
+        assert config not in asked  # the space (continuous c) is never exhausted
+        asked.append(config)
+        search.tell(config, value)
