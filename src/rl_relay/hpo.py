@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems:
             print(f"rl-relay hpo: {problem}", file=sys.stderr)
-        print("(rl-relay check lists every problem); nothing was started.", file=sys.stderr)
+        print(
+            "Nothing was started (rl-relay check SETTINGS finds other problems too).",
+            file=sys.stderr,
+        )
         return 1
     result_dir = results_path(settings)
     try:
