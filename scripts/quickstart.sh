@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Set up and run the quick start: a small local HPO of PPO on CartPole-v1 (no cluster,
 # no container), two chained training iterations per run, then an HTML report.
-# Extra arguments are passed to hp_optimization as override strings, e.g.
+# Extra arguments are passed to rl-relay hpo as override strings, e.g.
 #   bash scripts/quickstart.sh 'optimization_setting.number_of_samples=8'
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
 source "$repo/scripts/setup.sh"
 cd "$repo"
-name="ppo_local_$(date +%Y%m%d-%H%M%S)"  # a new name: cluster_utils asks before reusing one
+# A new name each time: rl-relay hpo started again with the same name continues that HPO
+# (rl-relay hpo --local hp_optim/hp_optim_ppo_local.json 'optimization_procedure_name="..."').
+name="ppo_local_$(date +%Y%m%d-%H%M%S)"
 results="$repo/results"
 overrides=("optimization_procedure_name=\"$name\"" "results_dir=\"$results\"" "$@")
 rl-relay check --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
-python -m rl_relay.local_hpo hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
+rl-relay hpo --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay report "$results/$name"

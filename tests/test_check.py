@@ -14,9 +14,13 @@ from conftest import REPO, local_settings, stand_in_settings
 
 
 def check(
-    settings: Path, *overrides: str, env: dict | None = None, local: bool = True
+    settings: Path,
+    *overrides: str,
+    env: dict | None = None,
+    local: bool = True,
+    cluster_utils: bool = False,
 ) -> subprocess.CompletedProcess:
-    flags = ["--local"] if local else []
+    flags = (["--local"] if local else []) + (["--cluster-utils"] if cluster_utils else [])
     return subprocess.run(
         [sys.executable, "-m", "rl_relay.cli", "check", *flags, str(settings), *overrides],
         cwd=REPO,
@@ -104,10 +108,13 @@ def test_search_space_types_and_indices(settings: Path) -> None:
 def test_command_line_overrides_are_read_like_cluster_utils(settings: Path) -> None:
     results = json.loads(settings.read_text())["results_dir"]
     Path(results, "local_test").mkdir(parents=True)
-    proc = check(settings)
+    assert check(settings).returncode == 0  # rl-relay hpo continues it
+    proc = check(settings, cluster_utils=True)  # plain cluster_utils would ask to delete it
     assert proc.returncode == 1
     assert "optimization_procedure_name: the results directory" in proc.stdout
-    assert check(settings, 'optimization_procedure_name="another"').returncode == 0
+    assert (
+        check(settings, 'optimization_procedure_name="another"', cluster_utils=True).returncode == 0
+    )
 
 
 def test_slurm_requirements_when_sbatch_is_on_path(settings: Path, tmp_path: Path) -> None:

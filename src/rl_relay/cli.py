@@ -18,6 +18,7 @@ from collections.abc import Sequence
 SUBCOMMANDS = {
     "check": ("rl_relay.check", "check an HPO settings file before submitting it"),
     "report": ("rl_relay.report", "write an HTML report of an HPO's results"),
+    "hpo": ("rl_relay.hpo", "run (or continue) an HPO: cluster_utils' hp_optimization plus more"),
 }
 
 

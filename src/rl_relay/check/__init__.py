@@ -30,8 +30,30 @@ from rl_relay.check.settings_checks import (
     check_shape,
 )
 from rl_relay.container import check_settings as container_checks
+from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
 
 __all__ = ["Context", "Problem", "add_arguments", "run", "run_checks"]
+
+
+def check_optimizer(ctx: Context) -> list[Problem]:
+    optimizer = ctx.settings.get("optimizer_str")
+    found = [
+        Problem(ctx.at(key), what)
+        for key, what in optimizer_problems(
+            optimizer,
+            ctx.settings.get("optimizer_settings"),
+            ctx.settings.get("optimized_params", []),
+        )
+    ]
+    if ctx.plain_cluster_utils and optimizer in OPTIMIZERS:
+        found.append(
+            Problem(
+                ctx.at("optimizer_str"),
+                f"{optimizer!r} is rl-relay's: start the HPO with `rl-relay hpo`, which"
+                " registers it with cluster_utils",
+            )
+        )
+    return found
 
 
 def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
@@ -45,6 +67,11 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
         ("settings sections", (), lambda: check_shape(ctx)),
         ("no keyboard input needed", ("optimization_setting",), lambda: check_interaction(ctx)),
         ("metric is reported", ("optimization_setting",), lambda: check_metric(ctx)),
+        (
+            "optimizer and its settings",
+            ("optimizer_str", "optimizer_settings", "optimized_params"),
+            lambda: check_optimizer(ctx),
+        ),
         (
             f"cluster_requirements for {ctx.engine}",
             ("cluster_requirements",),
@@ -95,6 +122,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check for a local run with rl-relay hpo --local (ignore sbatch/condor_q)",
     )
+    parser.add_argument(
+        "--cluster-utils",
+        action="store_true",
+        help="check for plain python -m cluster_utils.hp_optimization instead of rl-relay hpo"
+        " (which continues an existing results directory and adds rl-relay's optimisers)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         engine=detect_engine(args.local),
         interactive=sys.stdin.isatty(),
         cwd=Path.cwd(),
+        plain_cluster_utils=getattr(args, "cluster_utils", False),
     )
     problems, passed, skipped = run_checks(ctx)
     print(f"rl-relay check {args.settings_file} (engine: {ctx.engine})", file=out)

@@ -34,6 +34,9 @@ class Context:
     broken: set[str] = field(default_factory=set)
     #: Filled by the job-parameter check, used by later ones (None if it failed).
     job: Any = None
+    #: Checking for plain ``python -m cluster_utils.hp_optimization`` rather than
+    #: ``rl-relay hpo`` (which continues existing results and knows rl-relay's optimisers).
+    plain_cluster_utils: bool = False
 
     def at(self, key: str) -> str:
         return f"{self.settings_file}: {key}"

@@ -68,12 +68,13 @@ def check_interaction(ctx: Context) -> list[Problem]:
             )
         )
     results = results_path(ctx.settings)
-    if results is not None and results.exists():
+    if results is not None and results.exists() and ctx.plain_cluster_utils:
         found.append(
             Problem(
                 ctx.at("optimization_procedure_name"),
                 f"the results directory {results} exists: cluster_utils will ask whether to"
-                " delete it; choose a new name, e.g. add"
+                " delete it; run `rl-relay hpo` to continue it (`--fresh` starts over after"
+                " moving it aside), or choose a new name, e.g. add"
                 " 'optimization_procedure_name=\"<new name>\"' to the command line",
             )
         )

@@ -1,0 +1,128 @@
+"""Run cluster_utils' hp_optimization with rl-relay's optimisers, and continue a dead one.
+
+    rl-relay hpo SETTINGS.json ['key=value' ...] [--local] [--fresh]
+
+Runs cluster_utils' own ``hp_optimization`` on the same settings file and override
+strings, with these additions:
+
+- ``"optimizer_str": "genetic"`` and ``"dgd"`` (see docs/hpo.md) next to cluster_utils'
+  ``cem_metaoptimizer`` and ``nevergrad``;
+- ``--local``: cluster_utils' local backend even where sbatch/condor_q are installed;
+- continuing: started again on a results directory that exists, it goes on where the HPO
+  stood (results kept, only the missing jobs run, the optimiser from its saved state,
+  which is written after every result); ``--fresh`` first moves the old directory aside
+  (renamed with a timestamp, nothing deleted) and starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rl_relay.hpo_continue import (
+    DirectoryBusy,
+    hold_driver_lock,
+    move_aside,
+    release_driver_lock,
+    results_path,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("settings_file", type=Path, help="the hp_optimization settings JSON")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override strings as for hp_optimization, e.g. 'optimization_procedure_name=\"run2\"'",
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="run jobs with cluster_utils' local backend even where sbatch/condor_q exist",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: move an existing results directory aside (timestamp suffix) first",
+    )
+
+
+def _load_settings(settings_file: Path, overrides: list[str]) -> Mapping[str, Any]:
+    """The settings exactly as cluster_utils' hp_optimization reads them."""
+    from cluster_utils.server.settings import read_main_script_params_from_args
+
+    args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
+    return read_main_script_params_from_args(args)
+
+
+def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
+    from rl_relay.optimizers import optimizer_problems
+
+    missing = [
+        key
+        for key in ("results_dir", "optimization_procedure_name", "optimizer_str")
+        if key not in settings
+    ]
+    if missing:
+        return [f"{settings_file}: {key}: is missing" for key in missing]
+    found = optimizer_problems(
+        settings["optimizer_str"],
+        settings.get("optimizer_settings"),
+        settings.get("optimized_params", []),
+    )
+    return [f"{settings_file}: {key}: {what}" for key, what in found]
+
+
+def run(args: argparse.Namespace) -> int:
+    from rl_relay.optimizers.persist import ContinueError
+
+    try:
+        settings = _load_settings(args.settings_file, args.overrides)
+    except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
+        print(f"rl-relay hpo: {args.settings_file} cannot be read: {err}", file=sys.stderr)
+        return 1
+    problems = _problems(args.settings_file, settings)
+    if problems:
+        for problem in problems:
+            print(f"rl-relay hpo: {problem}", file=sys.stderr)
+        print(
+            "Nothing was started (rl-relay check SETTINGS finds other problems too).",
+            file=sys.stderr,
+        )
+        return 1
+    result_dir = results_path(settings)
+    try:
+        if args.fresh and result_dir.exists():
+            release_driver_lock(hold_driver_lock(result_dir))  # not while another driver runs
+            print(f"Moved the old results to {move_aside(result_dir)}; starting over.")
+        lock = hold_driver_lock(result_dir)
+    except (DirectoryBusy, OSError) as err:
+        print(f"rl-relay hpo: {err}", file=sys.stderr)
+        return 1
+    try:
+        from cluster_utils import hp_optimization
+
+        from rl_relay.cluster_utils_patches import install
+
+        install(local=args.local)
+        _quiet_console_log()
+        sys.argv = ["rl-relay hpo", str(args.settings_file), *args.overrides]
+        return int(hp_optimization.main() or 0)
+    except ContinueError as err:
+        print(f"rl-relay hpo: cannot continue: {err}", file=sys.stderr)
+        return 1
+    finally:
+        release_driver_lock(lock)
+
+
+def _quiet_console_log() -> None:
+    """cluster_utils logs every job event at INFO to ``cluster_run.log``; on the console
+    (where rl-relay's CLI logs) they would break its progress bars: warnings only there."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.WARNING)

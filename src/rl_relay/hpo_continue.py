@@ -1,0 +1,142 @@
+"""What a results directory holds when ``rl-relay hpo`` starts again on it (no cluster_utils).
+
+A driver that died leaves, in ``results_dir/<name>/``: the optimiser state
+(``status.pickle``), one ``working_directories/<id>/`` per job started, and in those of the
+finished jobs ``settings.json`` and ``metrics.csv`` (cluster_utils' client writes them,
+``metrics.csv`` last). From these the restarted driver learns which results exist, which
+job ids are taken, and whether another driver still runs there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rl_relay.layout import BEST_JOB_PREFIX, JOB_METRICS, JOB_SETTINGS, ResultsPaths
+
+DRIVER_LOCK = ".rl-relay-hpo.lock"
+
+
+class DirectoryBusy(Exception):
+    """Another ``rl-relay hpo`` runs on this results directory."""
+
+
+def results_path(settings: Mapping[str, Any]) -> Path:
+    """``results_dir/optimization_procedure_name`` as cluster_utils 3.0 joins them.
+
+    It joins ``results_dir`` onto the home directory, so an absolute one wins.
+    """
+    return Path(
+        os.path.join(
+            str(Path.home()), settings["results_dir"], settings["optimization_procedure_name"]
+        )
+    )
+
+
+def job_dirs(result_dir: Path) -> dict[int, Path]:
+    """Every job's working directory, by job id (cluster_utils names them by the id)."""
+    root = ResultsPaths(result_dir).working_dirs
+    if not root.is_dir():
+        return {}
+    return {int(p.name): p for p in root.iterdir() if p.name.isdigit() and p.is_dir()}
+
+
+def kept_best_job_ids(result_dir: Path) -> set[int]:
+    """Ids of the copies in ``best_jobs/`` (the only trace with ``remove_working_dirs``)."""
+    root = ResultsPaths(result_dir).best_jobs
+    if not root.is_dir():
+        return set()
+    ids = set()
+    for p in root.iterdir():
+        suffix = p.name.removeprefix(BEST_JOB_PREFIX)
+        if p.name.startswith(BEST_JOB_PREFIX) and suffix.isdigit():
+            ids.add(int(suffix))
+    return ids
+
+
+def read_metrics(path: Path) -> dict[str, str] | None:
+    """The one row of a job's ``metrics.csv``; None if absent or not completely written."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    if len(rows) != 1 or None in rows[0] or any(v is None for v in rows[0].values()):
+        return None
+    return rows[0]
+
+
+def finished_jobs(result_dir: Path, metric: str) -> dict[int, Path]:
+    """Jobs whose working directory holds a result: a complete ``metrics.csv`` with a value
+    of ``metric``, and the ``settings.json`` cluster_utils' client wrote at the job's start."""
+    found = {}
+    for job_id, directory in job_dirs(result_dir).items():
+        row = read_metrics(directory / JOB_METRICS)
+        if row is None or not row.get(metric):
+            continue
+        try:
+            json.loads((directory / JOB_SETTINGS).read_text())
+        except (OSError, ValueError):
+            continue
+        found[job_id] = directory
+    return found
+
+
+def next_job_id(result_dir: Path, told_ids: Iterable[int]) -> int:
+    """The first id no job of this HPO has used: new jobs must not reuse a directory."""
+    used = set(job_dirs(result_dir)) | kept_best_job_ids(result_dir) | set(told_ids)
+    return max(used) + 1 if used else 0
+
+
+def aside_path(path: Path, now: datetime.datetime) -> Path:
+    """Where ``--fresh`` moves an old results directory: beside it, with a timestamp."""
+    stamp = f"{now:%Y%m%d-%H%M%S}"
+    candidate = path.with_name(f"{path.name}.{stamp}")
+    count = 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.{stamp}-{count}")
+        count += 1
+    return candidate
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` beside itself (nothing is deleted); returns the new path."""
+    target = aside_path(path, datetime.datetime.now())
+    path.rename(target)
+    return target
+
+
+def hold_driver_lock(result_dir: Path) -> int:
+    """Lock ``result_dir`` for this driver's lifetime; returns the open descriptor.
+
+    An flock is released by the kernel when the process dies, even by SIGKILL, so a dead
+    driver never blocks its successor. Raises ``DirectoryBusy`` naming the other driver.
+    """
+    result_dir.mkdir(parents=True, exist_ok=True)
+    path = result_dir / DRIVER_LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DirectoryBusy(
+            f"another rl-relay hpo (pid {other}) is running on {result_dir}; stop it first,"
+            " or give this HPO another optimization_procedure_name"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def release_driver_lock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

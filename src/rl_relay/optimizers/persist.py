@@ -1,0 +1,137 @@
+"""An optimiser's state on disk after every result, so that a killed HPO driver loses nothing.
+
+cluster_utils 3.0 writes ``status.pickle`` (and ``all_data.csv``, ``reduced_data.csv``)
+only after each optimiser iteration, i.e. every ``n_jobs_per_iteration`` results, and not
+atomically: a driver killed in between loses the results told since, and one killed while
+writing leaves a truncated pickle that cannot be continued. ``Continuable`` is mixed into
+every optimiser ``rl-relay hpo`` runs (cluster_utils' own ones included): after every tell
+that brought results, the three files are rewritten atomically (``rl_relay.atomic``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from rl_relay.atomic import atomic_path
+from rl_relay.layout import ResultsPaths
+
+logger = logging.getLogger(__name__)
+
+
+class ContinueError(Exception):
+    """A results directory's saved state cannot be continued with these settings."""
+
+
+def save_state(optimizer: Any, directory: str | os.PathLike[str]) -> None:
+    """Write ``all_data.csv``, ``reduced_data.csv`` and ``status.pickle``, each atomically.
+
+    The pickle is written last: a loader finds it together with CSVs at least as new.
+    """
+    paths = ResultsPaths(Path(directory))
+    write_result_file(paths.all_data, optimizer.full_df.to_csv().encode())
+    write_result_file(paths.reduced_data, optimizer.minimal_df.to_csv().encode())
+    write_result_file(paths.status_pickle, pickle.dumps(optimizer))
+
+
+def write_result_file(target: Path, data: bytes) -> None:
+    """Atomically, readable like the files cluster_utils writes (umask, not 0600)."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+        tmp.chmod(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load_state(
+    file: str | os.PathLike[str],
+    expected: type,
+    metric_to_optimize: str,
+    minimize: bool,
+) -> Any | None:
+    """The optimiser pickled in ``file``, checked against the settings; None if absent."""
+    file = Path(file)
+    if not file.exists():
+        return None
+    try:
+        with open(file, "rb") as f:
+            optimizer = pickle.load(f)
+    except Exception as err:  # a pickle of another version or a damaged file  # noqa: BLE001
+        raise ContinueError(
+            f"{file} cannot be read ({type(err).__name__}: {err}); start over with --fresh"
+        ) from err
+    if not isinstance(optimizer, expected):
+        raise ContinueError(
+            f"{file} holds the state of a {type(optimizer).__name__} optimiser, the settings"
+            f" ask for {expected.__name__}: continue with the optimizer_str it was started"
+            " with, or start over with --fresh or another optimization_procedure_name"
+        )
+    saved = (optimizer.metric_to_optimize, bool(optimizer.minimize))
+    if saved != (metric_to_optimize, bool(minimize)):
+        raise ContinueError(
+            f"{file} optimises {saved[0]} (minimize={saved[1]}), the settings"
+            f" {metric_to_optimize} (minimize={minimize}): continue with the same"
+            " optimization_setting, or start over with --fresh"
+        )
+    return optimizer
+
+
+def check_same_params(optimizer: Any, names: list[str], file: str | os.PathLike[str]) -> None:
+    """A saved search over other parameters cannot go on: say so instead of failing later."""
+    if list(optimizer.params) != list(names):
+        raise ContinueError(
+            f"{file} searches {list(optimizer.params)}, the settings {names}: continue with"
+            " the same optimized_params, or start over with --fresh"
+        )
+
+
+class Continuable:
+    """Mixin for cluster_utils ``Optimizer`` subclasses: state saved after every result.
+
+    ``state_dir`` is set by the driver (``rl-relay hpo``) and deliberately not pickled: a
+    moved results directory must not make a continued optimiser write into the old place.
+    ``n_asked``/``n_told`` count the configurations asked and results told over the whole
+    HPO, across restarts of the driver.
+    """
+
+    state_dir: str | None = None
+    n_asked: int = 0
+    n_told: int = 0
+
+    def ask(self) -> Any:
+        settings = super().ask()  # type: ignore[misc]
+        self.n_asked += 1
+        return settings
+
+    def tell(self, jobs: Any) -> None:
+        jobs = list(jobs) if isinstance(jobs, list | tuple) else [jobs]
+        with_results = [job for job in jobs if job.get_results() is not None]
+        super().tell(jobs)  # type: ignore[misc]
+        if with_results:
+            self.n_told += len(with_results)
+            if self.state_dir is not None:
+                self.save_data_and_self(self.state_dir)
+
+    def save_data_and_self(self, directory: str) -> None:
+        save_state(self, directory)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("state_dir", None)
+        return state
+
+
+def finite(value: Any) -> bool:
+    """A metric the searches can rank (a job may report NaN or inf)."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,85 @@
+"""An HPO whose driver is killed (SIGKILL) half-way and started again goes on where it stood."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hpo_helpers import (
+    assert_no_survivors,
+    hpo_settings,
+    kill_group,
+    load_status,
+    metrics_files,
+    read_rows,
+    results_dir,
+    run_hpo,
+    start_hpo,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = 8
+
+
+def algorithm_results(optimizer: str, state) -> int:  # noqa: ANN001
+    """How many results the optimiser's own algorithm has learnt from."""
+    if optimizer == "nevergrad":
+        return state.optimizer.num_tell
+    if optimizer == "genetic":
+        return len(state.search.results)
+    if optimizer == "dgd":
+        return state.search.grid.completed
+    return len(state.full_df)
+
+
+@pytest.mark.parametrize("optimizer", ["cem_metaoptimizer", "nevergrad", "genetic", "dgd"])
+def test_killed_driver_continues_where_it_stood(tmp_path: Path, optimizer: str) -> None:
+    settings = hpo_settings(tmp_path, optimizer, samples=SAMPLES, tick_seconds=0.05)
+    status = results_dir(tmp_path) / "status.pickle"
+    first = start_hpo(settings, log_name="first")
+    try:
+        wait_for(
+            lambda: (
+                len(metrics_files(tmp_path)) >= 3 and status.exists() or first.poll() is not None
+            ),
+            "three results and a saved state",
+        )
+        assert first.poll() is None, (tmp_path / "first.out").read_text()[-3000:]
+    finally:
+        kill_group(first)
+    assert_no_survivors(tmp_path)
+    # what was saved before the kill (final now: nothing of the HPO runs any more)
+    saved = {}
+    for job_id, path in metrics_files(tmp_path).items():
+        rows = read_rows(path)
+        if len(rows) == 1 and rows[0].get("mean_eprewmean"):  # not cut short by the kill
+            saved[job_id] = rows[0]
+    assert 3 <= len(saved) < SAMPLES
+    before = load_status(tmp_path)
+    dirs_before = {p.name for p in (results_dir(tmp_path) / "working_directories").iterdir()}
+
+    code, out = run_hpo(settings, log_name="second")
+    assert code == 0, out[-3000:]
+    assert_no_survivors(tmp_path)
+    assert "Continuing the HPO in" in out and f"{len(saved)} results kept" in out
+
+    rows = read_rows(results_dir(tmp_path) / "all_data.csv")
+    ids = [int(r["_id"]) for r in rows]
+    assert len(ids) == SAMPLES and len(set(ids)) == SAMPLES  # none counted twice
+    by_id = {int(r["_id"]): r for r in rows}
+    for job_id, metrics in saved.items():  # every result saved before the kill is kept
+        assert float(by_id[job_id]["mean_eprewmean"]) == pytest.approx(
+            float(metrics["mean_eprewmean"])
+        )
+    new_ids = set(ids) - set(saved)
+    assert min(new_ids) > max(int(d) for d in dirs_before)  # no working directory reused
+    for job_id, metrics in saved.items():  # and none rewritten
+        assert read_rows(metrics_files(tmp_path)[job_id])[0] == metrics
+
+    after = load_status(tmp_path)
+    # the optimiser went on from its saved state: its asks count those of the first driver
+    assert after.n_asked == before.n_asked + len(new_ids)
+    assert after.n_told == SAMPLES
+    assert algorithm_results(optimizer, after) == SAMPLES
