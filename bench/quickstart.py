@@ -87,7 +87,9 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "rl_relay.local_hpo",
+                "rl_relay.cli",
+                "hpo",
+                "--local",
                 str(SETTINGS),
                 f'optimization_procedure_name="{name}"',
                 f'results_dir="{results}"',

@@ -146,9 +146,9 @@ def stand_in_settings(
 
 
 def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """cluster_utils' hp_optimization with its local backend, even where sbatch is on PATH."""
+    """`rl-relay hpo --local`: cluster_utils' hp_optimization with its local backend."""
     return subprocess.run(
-        [sys.executable, "-m", "rl_relay.local_hpo", str(settings), *overrides],
+        [sys.executable, "-m", "rl_relay.cli", "hpo", "--local", str(settings), *overrides],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -293,7 +293,7 @@ exec python3 {STAND_IN_LEARNER} "$@"
 def run_hpo(settings: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """The local HPO command (``rl-relay hpo`` once it lands)."""
     return subprocess.run(
-        [sys.executable, "-m", "rl_relay.local_hpo", str(settings)],
+        [sys.executable, "-m", "rl_relay.cli", "hpo", "--local", str(settings)],
         cwd=REPO,
         capture_output=True,
         text=True,

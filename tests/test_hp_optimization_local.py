@@ -60,7 +60,7 @@ def test_configuration_error_fails_jobs_with_the_message(tmp_path: Path) -> None
 
 
 def test_local_backend_even_with_a_scheduler_on_path(tmp_path: Path, monkeypatch) -> None:
-    """A login node has sbatch; rl_relay.local_hpo still runs locally (cluster_utils alone
+    """A login node has sbatch; rl-relay hpo --local still runs locally (cluster_utils alone
     would submit to Slurm)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
