@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import RUN_LEARNING, read_json, run_learning
 
-from rl_relay import containment, workdir_lock
+from rl_relay import containment, locks
 from rl_relay.supervise import run_supervised
 
 
@@ -155,7 +155,7 @@ def test_another_jobs_state_is_refused_naming_what_differs(make_job, tmp_path) -
 
 def test_two_processes_of_one_job_cannot_share_its_working_dir(make_job, tmp_path) -> None:
     params = make_job(learning_runs_per_job=1)
-    with workdir_lock.hold(tmp_path / "wd" / ".rl-relay.lock"):
+    with locks.hold(tmp_path / "wd" / ".rl-relay.lock"):
         proc = run_learning(params)
     assert proc.returncode == 1
     assert "is in use by another process of this job" in proc.stderr

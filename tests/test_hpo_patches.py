@@ -20,8 +20,8 @@ from rl_relay.hpo_continue import (
     hold_driver_lock,
     next_job_id,
     release_driver_lock,
-    results_path,
 )
+from rl_relay.layout import results_root
 from rl_relay.optimizers.genetic import GeneticOptimizer
 from rl_relay.optimizers.persist import ContinueError
 
@@ -136,10 +136,10 @@ def test_fresh_moves_aside_with_a_timestamp(tmp_path: Path) -> None:
 def test_results_path_like_cluster_utils(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert (
-        results_path({"results_dir": "res", "optimization_procedure_name": "a"})
+        results_root({"results_dir": "res", "optimization_procedure_name": "a"})
         == tmp_path / "res/a"
     )
-    assert results_path({"results_dir": "/abs", "optimization_procedure_name": "a"}) == Path(
+    assert results_root({"results_dir": "/abs", "optimization_procedure_name": "a"}) == Path(
         "/abs/a"
     )
 

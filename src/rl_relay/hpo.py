@@ -28,8 +28,8 @@ from rl_relay.hpo_continue import (
     hold_driver_lock,
     move_aside,
     release_driver_lock,
-    results_path,
 )
+from rl_relay.layout import results_root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    result_dir = results_path(settings)
+    result_dir = results_root(settings)
     try:
         if args.fresh and result_dir.exists():
             release_driver_lock(hold_driver_lock(result_dir))  # not while another driver runs

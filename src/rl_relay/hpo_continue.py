@@ -9,16 +9,13 @@ job ids are taken, and whether another driver still runs there.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime
-import fcntl
 import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from rl_relay import locks
 from rl_relay.layout import BEST_JOB_PREFIX, JOB_METRICS, JOB_SETTINGS, ResultsPaths
 
 DRIVER_LOCK = ".rl-relay-hpo.lock"
@@ -26,18 +23,6 @@ DRIVER_LOCK = ".rl-relay-hpo.lock"
 
 class DirectoryBusy(Exception):
     """Another ``rl-relay hpo`` runs on this results directory."""
-
-
-def results_path(settings: Mapping[str, Any]) -> Path:
-    """``results_dir/optimization_procedure_name`` as cluster_utils 3.0 joins them.
-
-    It joins ``results_dir`` onto the home directory, so an absolute one wins.
-    """
-    return Path(
-        os.path.join(
-            str(Path.home()), settings["results_dir"], settings["optimization_procedure_name"]
-        )
-    )
 
 
 def job_dirs(result_dir: Path) -> dict[int, Path]:
@@ -116,27 +101,16 @@ def move_aside(path: Path) -> Path:
 def hold_driver_lock(result_dir: Path) -> int:
     """Lock ``result_dir`` for this driver's lifetime; returns the open descriptor.
 
-    An flock is released by the kernel when the process dies, even by SIGKILL, so a dead
-    driver never blocks its successor. Raises ``DirectoryBusy`` naming the other driver.
+    Raises ``DirectoryBusy`` naming the other driver.
     """
-    result_dir.mkdir(parents=True, exist_ok=True)
-    path = result_dir / DRIVER_LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+        return locks.acquire(result_dir / DRIVER_LOCK)
+    except locks.LockedError as err:
         raise DirectoryBusy(
-            f"another rl-relay hpo (pid {other}) is running on {result_dir}; stop it first,"
+            f"another rl-relay hpo ({err.holder}) is running on {result_dir}; stop it first,"
             " or give this HPO another optimization_procedure_name"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def release_driver_lock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    locks.release(fd)

@@ -11,8 +11,10 @@ host).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # -- a job's working directory -------------------------------------------------------------
 STATE_FILE = "restarts.json"
@@ -148,6 +150,12 @@ BEST_JOB_PREFIX = "directories_"
 JOB_SETTINGS = "settings.json"
 JOB_METRICS = "metrics.csv"
 JOB_PARAM_CHOICE = "param_choice.csv"
+
+
+def results_root(settings: Mapping[str, Any]) -> Path:
+    """``results_dir/optimization_procedure_name`` as cluster_utils 3.0 joins them: onto
+    the home directory, so an absolute ``results_dir`` wins."""
+    return Path.home() / str(settings["results_dir"]) / str(settings["optimization_procedure_name"])
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rl_relay import exit_codes, preemption, workdir_lock
+from rl_relay import exit_codes, locks, preemption
 from rl_relay.job_config import ConfigError, JobConfig, prepare
 from rl_relay.layout import StepPaths
 from rl_relay.metrics import MEAN_REWARD, STD_REWARD, job_metrics
@@ -186,7 +186,7 @@ def read_params(argv: Sequence[str]) -> Any:
             raise ValueError(f"cannot read the job parameters from {source}: {err}") from None
         if not isinstance(data, dict):
             raise ValueError(
-                f"{source} must hold a JSON object of parameters ({{\"key\": value, ...}}),"
+                f'{source} must hold a JSON object of parameters ({{"key": value, ...}}),'
                 f" not a {type(data).__name__}"
             )
         working_dir = data.get("working_dir")
@@ -256,13 +256,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         return _fail(server, f"configuration error, nothing was started:\n{err}")
     try:
-        with workdir_lock.hold(job.paths.lock), _log_to(job.paths.log):
+        with locks.hold(job.paths.lock), _log_to(job.paths.log):
             logger.info("job started (pid %d, host %s)", os.getpid(), socket.gethostname())
             code = run(job, server)
             logger.info("job ends with exit code %d", code)
             return code
-    except workdir_lock.LockedError as err:
-        logger.error("%s", err)  # not sent to the server: the other process is this job
+    except locks.LockedError as err:
+        # not sent to the server: the other process is this very job
+        logger.error(
+            "%s is in use by another process of this job (%s); two processes would run"
+            " every step twice over the same files. Wait for it to end, or end it, then"
+            " start this job again",
+            job.paths.working_dir,
+            err.holder,
+        )
         return exit_codes.FAILURE
     except OSError as err:
         return _fail(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rl_relay.layout import results_root
 from rl_relay.paramtree import plain
 
 
@@ -88,4 +89,4 @@ def results_path(settings: Mapping[str, Any]) -> Path | None:
     so an absolute results_dir wins)."""
     if "results_dir" not in settings or "optimization_procedure_name" not in settings:
         return None
-    return Path.home() / str(settings["results_dir"]) / str(settings["optimization_procedure_name"])
+    return results_root(settings)
