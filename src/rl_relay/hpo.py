@@ -17,19 +17,22 @@ strings, with these additions:
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rl_relay.atomic import atomic_write_json
 from rl_relay.hpo_continue import (
     DirectoryBusy,
     hold_driver_lock,
     move_aside,
     release_driver_lock,
 )
-from rl_relay.layout import results_root
+from rl_relay.layout import ResultsPaths, results_root
+from rl_relay.paramtree import plain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
         from rl_relay.cluster_utils_patches import install
 
+        record_start(result_dir, args, settings)
         install(local=args.local)
         _quiet_console_log()
         sys.argv = ["rl-relay hpo", str(args.settings_file), *args.overrides]
@@ -118,6 +122,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         release_driver_lock(lock)
+
+
+def record_start(result_dir: Path, args: argparse.Namespace, settings: Mapping[str, Any]) -> None:
+    """Keep what this HPO was started with beside its results (``rl-relay reevaluate``
+    re-runs its best configurations with the same settings on the same backend)."""
+    record = {
+        "settings_file": str(Path(args.settings_file).resolve()),
+        "overrides": list(args.overrides),
+        "local": bool(args.local),
+        "cwd": str(Path.cwd()),
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "settings": plain(settings),
+    }
+    atomic_write_json(ResultsPaths(result_dir).hpo_record, record)
 
 
 def _quiet_console_log() -> None:

@@ -146,6 +146,12 @@ BEST_JOBS = "best_jobs"
 #: cluster_utils names a kept best job ``directories_<id>`` (the part of
 #: ``working_directories/<id>`` after the last underscore, "/" replaced by "_").
 BEST_JOB_PREFIX = "directories_"
+#: What ``rl-relay hpo`` was started with (settings after overrides, backend), for
+#: ``rl-relay reevaluate``: cluster_utils keeps no copy of the settings.
+HPO_RECORD = "rl_relay_hpo.json"
+#: Where ``rl-relay reevaluate`` runs its grid search and writes its summary.
+REEVALUATION = "reevaluation"
+REEVALUATION_SUMMARY = "summary.csv"
 #: Files cluster_utils' client writes into a job's working directory.
 JOB_SETTINGS = "settings.json"
 JOB_METRICS = "metrics.csv"
@@ -191,6 +197,18 @@ class ResultsPaths:
     @property
     def best_jobs(self) -> Path:
         return self.root / BEST_JOBS
+
+    @property
+    def hpo_record(self) -> Path:
+        return self.root / HPO_RECORD
+
+    @property
+    def reevaluation(self) -> Path:
+        return self.root / REEVALUATION
+
+    @property
+    def reevaluation_summary(self) -> Path:
+        return self.reevaluation / REEVALUATION_SUMMARY
 
     def job(self, job_id: int) -> JobPaths:
         return JobPaths(self.working_dirs / str(job_id))

@@ -9,6 +9,7 @@ host, where nothing but ``python3`` may be installed.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, bool | int | float | str) or value is None:
         return value
+    if isinstance(value, enum.Enum):  # cluster_utils' generate_report setting
+        return value.name
     item = getattr(value, "item", None)  # numpy scalars, without importing numpy
     if callable(item) and getattr(value, "shape", None) == ():
         return item()

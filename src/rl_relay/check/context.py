@@ -75,13 +75,7 @@ def load_settings(settings_file: Path, overrides: Sequence[str]) -> dict[str, An
     from cluster_utils.server.settings import read_main_script_params_from_args
 
     args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
-    settings = plain(read_main_script_params_from_args(args))
-    # cluster_utils turns generate_report into an enum; keep its name
-    if "generate_report" in settings:
-        settings["generate_report"] = getattr(
-            settings["generate_report"], "name", settings["generate_report"]
-        )
-    return settings
+    return plain(read_main_script_params_from_args(args))
 
 
 def results_path(settings: Mapping[str, Any]) -> Path | None:
