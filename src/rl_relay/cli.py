@@ -1,8 +1,11 @@
 """``rl-relay``: the commands a user runs around an HPO (not the job scripts themselves).
 
+- ``rl-relay hpo SETTINGS.json ['key=value' ...] [--local] [--fresh]``: run or continue an HPO.
 - ``rl-relay check SETTINGS.json ['key=value' ...]``: find configuration errors before
   anything is submitted.
 - ``rl-relay report RESULTS_DIR``: an HTML page with figures of a finished or running HPO.
+- ``rl-relay reevaluate RESULTS_DIR [--top K] [--runs M]``: the best configurations again,
+  on fresh seeds.
 
 Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args)``.
 """
@@ -18,6 +21,10 @@ from collections.abc import Sequence
 SUBCOMMANDS = {
     "check": ("rl_relay.check", "check an HPO settings file before submitting it"),
     "report": ("rl_relay.report", "write an HTML report of an HPO's results"),
+    "reevaluate": (
+        "rl_relay.reevaluate",
+        "re-run an HPO's best configurations on fresh seeds: the honest score",
+    ),
     "hpo": ("rl_relay.hpo", "run (or continue) an HPO: cluster_utils' hp_optimization plus more"),
 }
 

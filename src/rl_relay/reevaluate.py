@@ -1,0 +1,212 @@
+"""Re-run an HPO's best configurations on fresh seeds: the honest score.
+
+    rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--local] ['key=value' ...]
+
+Takes the K best jobs of a finished (or running) HPO, reads each one's exact parameter
+values from its ``settings.json``, and runs them again through cluster_utils'
+``grid_search`` with the search's own settings (recorded by ``rl-relay hpo``), M learning
+runs each, on seeds that no job of the search used, on the search's backend. Writes
+``RESULTS_DIR/reevaluation/summary.csv`` (re-evaluated mean, std and 95% confidence
+interval beside the search's estimate), prints the table and which configuration it
+recommends. Started again, it continues: finished re-evaluation jobs are not run twice.
+``key=value`` strings change the grid search's settings (e.g.
+``'cluster_requirements.request_cpus=2'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rl_relay import exit_codes
+from rl_relay.atomic import atomic_path, atomic_write_json
+from rl_relay.layout import JOB_SETTINGS, STATE_FILE, WORKING_DIRS, JobPaths, ResultsPaths
+from rl_relay.metrics import DEFAULT_METRIC
+from rl_relay.paramtree import plain, set_dotted
+from rl_relay.reevaluation import (
+    REEVALUATION_OF,
+    Evaluated,
+    ReevaluationError,
+    choose,
+    fresh_base_seed,
+    grid_settings,
+    recommendation,
+    summary_rows,
+    table,
+)
+
+logger = logging.getLogger("rl_relay.reevaluate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
+    parser.add_argument("--top", type=int, default=3, help="configurations to re-run (3)")
+    parser.add_argument("--runs", type=int, default=5, help="learning runs per configuration (5)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="cluster_utils' local backend even where sbatch/condor_q exist (as rl-relay hpo"
+        " --local; the default is the search's own backend)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="changes to the grid search's settings, e.g. 'cluster_requirements.request_cpus=2'",
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _search_seeds(results: ResultsPaths) -> set[int]:
+    """Every seed of every kept job of the search (current and prepared attempts)."""
+    seeds: set[int] = set()
+    for parent in (results.working_dirs, results.best_jobs):
+        for state_file in parent.glob(f"*/{STATE_FILE}"):
+            data = _read_json(state_file)
+            for run in (data or {}).get("runs", []):
+                seeds.update(int(s) for s in run.get("seeds", []))
+    return seeds
+
+
+def _candidates(results: ResultsPaths, hpo: dict[str, Any], top: int) -> tuple[list, str | None]:
+    from rl_relay.report import load_results
+
+    setting = hpo.get("optimization_setting", {})
+    metric = setting.get("metric_to_optimize", DEFAULT_METRIC)
+    minimize = bool(setting.get("minimize", False))
+    loaded = load_results(results.root, metric, minimize)
+    ranked = [(j.job_id, j.value(metric)) for j in loaded.finished()]
+    settings_of = {}
+    for job in loaded.jobs:
+        if job.working_dir is not None:
+            data = _read_json(job.working_dir / JOB_SETTINGS)
+            if isinstance(data, dict):
+                settings_of[job.job_id] = data
+    names = [item["param"] for item in hpo.get("optimized_params", [])]
+    if not names:
+        raise ReevaluationError("the search optimised no parameter; nothing to choose from")
+    return choose(ranked, settings_of, names, top)
+
+
+def _apply_overrides(settings: dict[str, Any], overrides: list[str]) -> None:
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise ReevaluationError(f"{text!r} is not of the form key=value")
+        try:
+            set_dotted(settings, key, ast.literal_eval(value))
+        except (ValueError, SyntaxError):
+            raise ReevaluationError(f"{text!r}: the value is not a Python literal") from None
+
+
+def _run_grid_search(settings_file: Path, local: bool) -> None:
+    from cluster_utils import grid_search
+
+    from rl_relay.cluster_utils_patches import install
+
+    install(local=local)
+    argv = sys.argv
+    sys.argv = ["rl-relay reevaluate", str(settings_file)]
+    try:
+        code = grid_search.main()
+    finally:
+        sys.argv = argv
+    if code:
+        logger.warning("cluster_utils' grid_search ended with code %s", code)
+
+
+def _evaluated(results: ResultsPaths, candidates: list) -> list[Evaluated]:
+    """Rewards and seeds of the re-evaluation jobs, by the search job they re-evaluate."""
+    by_search_job: dict[int, Evaluated] = {c.job_id: Evaluated(c, []) for c in candidates}
+    root = results.reevaluation / WORKING_DIRS
+    for wd in sorted(root.glob("*")) if root.is_dir() else []:
+        settings = _read_json(wd / JOB_SETTINGS) or {}
+        target = by_search_job.get(settings.get(REEVALUATION_OF))
+        state = _read_json(JobPaths(wd).state)
+        if target is None or not isinstance(state, dict):
+            continue
+        for run in state.get("runs", []):
+            if run.get("done") and run.get("reward") is not None:
+                target.rewards.append(float(run["reward"]))
+                target.seeds.append(int(run["seeds"][-1]))
+    return list(by_search_job.values())
+
+
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rl_relay.report.reading import NoResultsError, find_procedure_dir
+
+    if args.top < 1 or args.runs < 2:
+        print("rl-relay reevaluate: --top must be >= 1 and --runs >= 2", file=sys.stderr)
+        return exit_codes.FAILURE
+    try:
+        results = ResultsPaths(find_procedure_dir(args.results_dir))
+        record = _read_json(results.hpo_record)
+        if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+            raise ReevaluationError(
+                f"{results.hpo_record} is missing: this HPO was not started with `rl-relay"
+                " hpo`, which records the settings a re-evaluation needs; start it (or"
+                " continue it) with rl-relay hpo once"
+            )
+        hpo = record["settings"]
+        candidates, note = _candidates(results, hpo, args.top)
+        if note:
+            print(f"Note: {note}.")
+        fixed = hpo.get("fixed_params", {})
+        max_attempts = int(fixed.get("max_attempts", 3))
+        base = fresh_base_seed(_search_seeds(results), len(candidates), args.runs, max_attempts)
+        settings = grid_settings(
+            hpo,
+            candidates,
+            args.runs,
+            base,
+            str(results.root),
+            results.reevaluation.name,
+            local=args.local or bool(record.get("local")),
+        )
+        _apply_overrides(settings, list(args.overrides))
+    except (ReevaluationError, NoResultsError) as err:
+        print(f"rl-relay reevaluate: {err}", file=sys.stderr)
+        return exit_codes.FAILURE
+    workdir = Path(record.get("cwd", "."))
+    if workdir.is_dir() and workdir.resolve() != Path.cwd().resolve():
+        print(f"Running from {workdir}, where the search ran (its relative paths start there)")
+        os.chdir(workdir)
+    results.reevaluation.mkdir(parents=True, exist_ok=True)
+    settings_file = results.reevaluation / "grid_search_settings.json"
+    atomic_write_json(settings_file, plain(settings))
+    print(
+        f"Re-evaluating {len(candidates)} configuration(s) x {args.runs} runs on fresh seeds"
+        f" (base seed {base}); results in {results.reevaluation}"
+    )
+    _run_grid_search(settings_file, local=args.local or bool(record.get("local")))
+    minimize = bool(hpo.get("optimization_setting", {}).get("minimize", False))
+    evaluated = _evaluated(results, candidates)
+    if not any(e.runs for e in evaluated):
+        print("rl-relay reevaluate: no re-evaluation job finished a run", file=sys.stderr)
+        return exit_codes.FAILURE
+    rows = summary_rows(evaluated, minimize)
+    write_summary(results.reevaluation_summary, rows)
+    print(table(rows))
+    print(recommendation(evaluated, minimize))
+    print(f"Summary: {results.reevaluation_summary}")
+    return exit_codes.SUCCESS

@@ -1,0 +1,157 @@
+"""rl-relay reevaluate: the best configurations again, on seeds the search never used.
+
+The stand-in learner's reward is ``learning_rate * ticks + seed % 7``: a known true value
+(``learning_rate * ticks + 3``, the mean of the seed noise) plus seed-dependent noise, so
+the selection bias of a search and the honesty of its re-evaluation can be checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, hp_optimization, read_json, stand_in_settings
+
+from rl_relay.reevaluation import (
+    FIRST_BASE_SEED,
+    Candidate,
+    Evaluated,
+    ReevaluationError,
+    choose,
+    fresh_base_seed,
+    grid_settings,
+    recommendation,
+)
+from rl_relay.state import Plan
+
+TICKS = 3  # the stand-in template's ticks per iteration
+
+
+def test_the_best_distinct_configurations_with_kept_settings_are_chosen() -> None:
+    ranked = [(4, 9.0), (2, 8.5), (7, 8.0), (1, 7.0)]
+    settings = {
+        4: {"config": {"rl_config": {"learning_rate": 3.0}}},
+        2: {"config": {"rl_config": {"learning_rate": 3.0}}},  # the same configuration again
+        1: {"config": {"rl_config": {"learning_rate": 1.0}}},  # job 7's directory is gone
+    }
+    names = ["config.rl_config.learning_rate"]
+    chosen, note = choose(ranked, settings, names, top=3)
+    assert [(c.job_id, c.values[names[0]]) for c in chosen] == [(4, 3.0), (1, 1.0)]
+    assert note is not None and "num_best_jobs_whose_data_is_kept" in note
+    with pytest.raises(ReevaluationError):
+        choose(ranked, {}, names, top=1)
+
+
+def test_the_base_seed_avoids_every_seed_of_the_search() -> None:
+    taken = {Plan(2, 1, 3, FIRST_BASE_SEED, "job", 1).seed(1, 2)}
+    base = fresh_base_seed(taken, jobs=2, runs=2, max_attempts=3)
+    assert base == FIRST_BASE_SEED + 1
+    assert fresh_base_seed(set(), jobs=2, runs=2, max_attempts=3) == FIRST_BASE_SEED
+
+
+def test_confidence_interval_and_ties() -> None:
+    a = Evaluated(Candidate(0, 10.0, {}), [1.0, 2.0, 3.0, 4.0])
+    low, high = a.interval()
+    # t(0.975, 3) = 3.182; std 1.291; half width 2.054
+    assert (low, high) == pytest.approx((2.5 - 2.054, 2.5 + 2.054), abs=1e-3)
+    b = Evaluated(Candidate(1, 12.0, {}), [3.0, 4.0, 3.5, 4.5])
+    far = Evaluated(Candidate(2, 11.0, {}), [40.0, 41.0, 42.0, 43.0])
+    assert "search job 1" in recommendation([a, b], minimize=False)
+    assert "A tie with search job(s) 0" in recommendation([a, b], minimize=False)
+    assert "tie" not in recommendation([a, far], minimize=False)
+    assert "search job 0" in recommendation([a, far], minimize=True)
+
+
+def test_grid_settings_run_each_candidate_once_with_the_searchs_settings() -> None:
+    hpo = {
+        "script_relative_path": "wrappers/run_learning.py",
+        "environment_setup": {},
+        "cluster_requirements": {"request_cpus": 1},
+        "fixed_params": {"config.config_templates": "x.json", "learning_runs_per_job": 1},
+        "optimization_setting": {"number_of_samples": 100},
+    }
+    candidates = [Candidate(5, 1.0, {"config.a": 1}), Candidate(9, 0.5, {"config.a": 2})]
+    grid = grid_settings(hpo, candidates, 4, 77, "/r", "reevaluation", local=True)
+    assert grid["hyperparam_list"] == [
+        {"param": ["config.a", "reevaluation_of"], "values": [[1, 5], [2, 9]]}
+    ]
+    assert grid["fixed_params"]["learning_runs_per_job"] == 4
+    assert (grid["fixed_params"]["seed"], grid["fixed_params"]["seed_scope"]) == (77, "job")
+    assert (grid["restarts"], grid["local_run"], grid["results_dir"]) == (1, True, "/r")
+    assert "optimization_setting" not in grid
+
+
+def search(tmp_path: Path, seed: int) -> Path:
+    """A search over one configuration (learning_rate 1): its true value is known."""
+    settings = stand_in_settings(tmp_path, samples=6, learning_runs_per_job=1, seed=seed)
+    data = json.loads(settings.read_text())
+    data["optimized_params"] = [
+        {"param": "config.rl_config.learning_rate", "distribution": "Discrete", "options": [1.0]}
+    ]
+    data["num_best_jobs_whose_data_is_kept"] = 2
+    settings.write_text(json.dumps(data))
+    proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return tmp_path / "results" / "local_test"
+
+
+def reevaluate(results: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rl_relay.cli", "reevaluate", str(results), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+
+
+def seeds_in(root: Path) -> set[int]:
+    return {
+        seed
+        for state in root.glob("working_directories/*/restarts.json")
+        for run in read_json(state)["runs"]
+        for seed in run["seeds"]
+    }
+
+
+@pytest.mark.slow
+def test_selection_bias_and_an_honest_reevaluation(tmp_path: Path) -> None:
+    true_value = 1.0 * TICKS + 3.0
+    biases = []
+    for seed in (0, 1):
+        results = search(tmp_path / f"search{seed}", seed)
+        with open(results / "all_data.csv") as f:
+            best = max(float(r["mean_eprewmean"]) for r in csv.DictReader(f))
+        biases.append(best - true_value)
+        proc = reevaluate(results, "--top", "1", "--runs", "6", "--local")
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "Recommended: the configuration of search job" in proc.stdout
+        with open(results / "reevaluation" / "summary.csv") as f:
+            (row,) = list(csv.DictReader(f))
+        assert int(row["runs"]) == 6
+        assert float(row["ci95_low"]) <= true_value <= float(row["ci95_high"])
+        assert math.isclose(float(row["search_estimate"]), best)
+        fresh = {int(s) for s in row["seeds"].split()}
+        assert len(fresh) == 6 and fresh.isdisjoint(seeds_in(results))
+        # started again: nothing runs twice, the same summary
+        again = reevaluate(results, "--top", "1", "--runs", "6", "--local")
+        assert again.returncode == 0
+        assert len(list((results / "reevaluation" / "working_directories").iterdir())) == 1
+    # the best of six noisy jobs overestimates what the configuration is worth
+    assert sum(biases) / len(biases) > 0
+
+
+def test_a_results_dir_without_the_hpo_record_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "r" / "working_directories").mkdir(parents=True)
+    proc = reevaluate(tmp_path / "r")
+    assert proc.returncode == 1
+    assert "rl_relay_hpo.json is missing" in proc.stderr
+    assert "Traceback" not in proc.stderr
