@@ -141,6 +141,16 @@ def test_selection_bias_and_an_honest_reevaluation(tmp_path: Path) -> None:
         assert math.isclose(float(row["search_estimate"]), best)
         fresh = {int(s) for s in row["seeds"].split()}
         assert len(fresh) == 6 and fresh.isdisjoint(seeds_in(results))
+        report = subprocess.run(
+            [sys.executable, "-m", "rl_relay.cli", "report", str(results)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert report.returncode == 0, report.stderr
+        page = (results / "report" / "index.html").read_text()
+        assert "Re-evaluation on fresh seeds" in page and "reevaluation.png" in page
+        assert "Recommended: the configuration of search job" in page
         # started again: nothing runs twice, the same summary
         again = reevaluate(results, "--top", "1", "--runs", "6", "--local")
         assert again.returncode == 0

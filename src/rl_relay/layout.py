@@ -152,6 +152,7 @@ HPO_RECORD = "rl_relay_hpo.json"
 #: Where ``rl-relay reevaluate`` runs its grid search and writes its summary.
 REEVALUATION = "reevaluation"
 REEVALUATION_SUMMARY = "summary.csv"
+RECOMMENDATION_FILE = "recommendation.txt"
 #: Files cluster_utils' client writes into a job's working directory.
 JOB_SETTINGS = "settings.json"
 JOB_METRICS = "metrics.csv"

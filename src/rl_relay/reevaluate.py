@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay import exit_codes
-from rl_relay.atomic import atomic_path, atomic_write_json
-from rl_relay.layout import JOB_SETTINGS, STATE_FILE, WORKING_DIRS, JobPaths, ResultsPaths
+from rl_relay.atomic import atomic_path, atomic_write_json, atomic_write_text
+from rl_relay.layout import (
+    JOB_SETTINGS,
+    RECOMMENDATION_FILE,
+    STATE_FILE,
+    WORKING_DIRS,
+    JobPaths,
+    ResultsPaths,
+)
 from rl_relay.metrics import DEFAULT_METRIC
 from rl_relay.paramtree import plain, set_dotted
 from rl_relay.reevaluation import (
@@ -206,7 +213,9 @@ def run(args: argparse.Namespace) -> int:
         return exit_codes.FAILURE
     rows = summary_rows(evaluated, minimize)
     write_summary(results.reevaluation_summary, rows)
+    advice = recommendation(evaluated, minimize)
+    atomic_write_text(results.reevaluation / RECOMMENDATION_FILE, advice + "\n")
     print(table(rows))
-    print(recommendation(evaluated, minimize))
+    print(advice)
     print(f"Summary: {results.reevaluation_summary}")
     return exit_codes.SUCCESS

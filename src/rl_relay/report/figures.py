@@ -177,3 +177,49 @@ def failures_figure(results: Results, out: Path) -> str | None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, out, "failures_and_resumes.png")
+
+
+def reevaluation_figure(rows: Sequence[dict[str, str]], metric: str, out: Path) -> str | None:
+    """Per configuration: the search's estimate beside the re-evaluated 95% interval, so
+    the selection bias of the search is visible."""
+    points = []
+    for row in rows:
+        try:
+            points.append(
+                (
+                    row["search_job"],
+                    float(row["search_estimate"]),
+                    float(row["reevaluated_mean"]),
+                    float(row["ci95_low"]),
+                    float(row["ci95_high"]),
+                )
+            )
+        except (KeyError, ValueError):
+            continue
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(points) + 2), 3.8))
+    xs = list(range(len(points)))
+    ax.plot(xs, [p[1] for p in points], "o", color="tab:gray", label="search's estimate")
+    means = [p[2] for p in points]
+    errors = [
+        [m - p[3] for m, p in zip(means, points, strict=True)],
+        [p[4] - m for m, p in zip(means, points, strict=True)],
+    ]
+    ax.errorbar(
+        [x + 0.15 for x in xs],
+        means,
+        yerr=errors,
+        fmt="s",
+        color=BEST_COLOR,
+        capsize=4,
+        label="re-evaluated mean, 95% CI",
+    )
+    ax.set_xticks(xs, [f"job {p[0]}" for p in points])
+    ax.set_xlabel("configuration (search job), best re-evaluated first")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return _save(fig, out, "reevaluation.png")
