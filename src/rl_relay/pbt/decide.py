@@ -96,6 +96,10 @@ def quantiles(ranked: Sequence[Record], fraction: float) -> tuple[list[Record], 
     return list(ranked[:size]), list(ranked[n - size :])
 
 
+def _ids(records: Iterable[Record]) -> tuple[int, ...]:
+    return tuple(r.member for r in records)
+
+
 def decide(
     records_of_boundary: Iterable[Record],
     member: int,
@@ -119,15 +123,14 @@ def decide(
     boundary = own[0].boundary
     ranked = rank(records, minimize)
     top, bottom = quantiles(ranked, settings.quantile_fraction)
-    ids = lambda rs: tuple(r.member for r in rs)  # noqa: E731
     common = {
         "member": member,
         "boundary": boundary,
-        "ranking": ids(ranked),
-        "top": ids(top),
-        "bottom": ids(bottom),
+        "ranking": _ids(ranked),
+        "top": _ids(top),
+        "bottom": _ids(bottom),
     }
-    if member not in ids(bottom) or member in ids(top):
+    if member not in _ids(bottom) or member in _ids(top):
         return Decision(action=KEEP, hyperparameters=dict(own[0].hyperparameters), **common)
     rng = rng_for(settings.seed, DECIDE_STREAM, boundary, member)
     donor = top[int(rng.integers(len(top)))]

@@ -35,7 +35,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _ON_POLICY = frozenset({"learning_rate", "ent_coef", "vf_coef", "gamma", "gae_lambda"})
-_OFF_POLICY = frozenset({"learning_rate", "tau", "gamma", "train_freq", "gradient_steps"})
+_OFF_POLICY = frozenset(
+    {"learning_rate", "tau", "gamma", "train_freq", "gradient_steps", "batch_size"}
+)
 #: rl_config keys the default learner applies to a restored model (schedules rebuilt from
 #: the new value). Everything else that shapes the model or its buffers (``n_steps``,
 #: ``net_arch``, ``buffer_size``, ``policy_kwargs``, env_config's ``n_envs``, ...) is fixed
