@@ -33,7 +33,7 @@ def numeric_spaces(draw: st.DrawFn) -> ParamSpace:
         high = draw(st.integers(low + 1, low + 5000))
     else:
         low = draw(st.floats(1e-6 if "Log" in distribution else -1e3, 1e3, allow_nan=False))
-        high = draw(st.floats(low * 1.01 + 1e-6, low * 1.01 + 1e4, allow_nan=False))
+        high = low + draw(st.floats(abs(low) * 0.01 + 1e-3, 1e4))
     return ParamSpace.from_item(
         {"param": "config.rl_config.x", "distribution": distribution, "bounds": [low, high]}
     )
