@@ -12,6 +12,7 @@ hyperparameters (Ray Tune's ``PopulationBasedTraining``). Modules:
 - ``decide``: the exploit/explore decision of one member at one boundary (pure);
 - ``records``: the write-once record and decision files of the population directory;
 - ``history``: schedules, lineage, exploit events and the best member, read from records;
+- ``spec``: the ``pbt.*`` job parameters and ``MemberSpec``, what a member job knows;
 - ``member``: the boundary step a member job runs after each training iteration;
 - ``optimizer``: the cluster_utils optimiser ``"pbt"`` and the job parameters it needs.
 

@@ -32,9 +32,9 @@ from cluster_utils.server.utils import nested_to_dict
 from rl_relay.metrics import DEFAULT_METRIC
 from rl_relay.paramtree import plain
 from rl_relay.pbt.explore import ParamSpace, initial_hyperparameters
-from rl_relay.pbt.member import PARAM, encode_job_params
 from rl_relay.pbt.records import POPULATION_DIR
 from rl_relay.pbt.settings import OPTIMIZER_NAME, PBTSettings
+from rl_relay.pbt.spec import PARAM, encode_job_params
 
 logger = logging.getLogger(__name__)
 
