@@ -43,6 +43,38 @@ SAC = {
     "batch_size": 32,
     "policy_kwargs": {"net_arch": [16, 16]},
 }
+A2C = {
+    "algorithm": "A2C",
+    "schedule": "linear",
+    "policy": "MlpPolicy",
+    "learning_rate": 0.003,
+    "n_steps": 8,
+    "gamma": 0.98,
+    "policy_kwargs": {"net_arch": [16, 16], "activation_fn": "tanh"},
+}
+TD3 = {
+    "algorithm": "TD3",
+    "schedule": "linear",
+    "policy": "MlpPolicy",
+    "learning_rate": 0.001,
+    "buffer_size": 2000,
+    "learning_starts": 50,
+    "batch_size": 32,
+    "policy_kwargs": {"net_arch": [16, 16]},
+}
+DQN = {
+    "algorithm": "DQN",
+    "schedule": "linear",
+    "policy": "MlpPolicy",
+    "learning_rate": 0.001,
+    "buffer_size": 2000,
+    "learning_starts": 50,
+    "batch_size": 32,
+    "train_freq": 4,
+    "target_update_interval": 50,
+    "exploration_fraction": 0.5,
+    "policy_kwargs": {"net_arch": [16, 16], "activation_fn": "relu"},
+}
 CARTPOLE = {
     "id": "CartPole-v1",
     "kwargs": {},
@@ -155,8 +187,21 @@ def assert_same_state(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize(
     ("rl", "env", "total", "splits"),
-    [(PPO, CARTPOLE, 384, (2, 3)), (SAC, PENDULUM, 420, (2, 3))],
-    ids=["ppo-cartpole-vecnormalize", "sac-pendulum"],
+    [
+        (PPO, CARTPOLE, 384, (2, 3)),
+        (SAC, PENDULUM, 420, (2, 3)),
+        # tiny budgets that split into whole rollouts (A2C: 8 steps x 2 envs; DQN: 4 x 2)
+        (A2C, CARTPOLE, 384, (3,)),
+        (TD3, PENDULUM, 420, (3,)),
+        (DQN, CARTPOLE, 384, (3,)),
+    ],
+    ids=[
+        "ppo-cartpole-vecnormalize",
+        "sac-pendulum",
+        "a2c-cartpole-vecnormalize",
+        "td3-pendulum",
+        "dqn-cartpole-vecnormalize",
+    ],
 )
 def test_split_training_is_bit_identical(tmp_path, rl, env, total, splits) -> None:
     whole = train_chain(tmp_path / "whole", rl, env, total, 1)

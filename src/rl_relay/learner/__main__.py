@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckpointError as err:
         logging.getLogger("rl_relay.learner").error("%s", err)
         return exit_codes.FAILURE
+    except LearnerConfigError as err:  # e.g. a hyperparameter that cannot change on resume
+        logging.getLogger("rl_relay.learner").error("configuration error:\n%s", err)
+        return exit_codes.FAILURE
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from typing import Any
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.utils import LinearSchedule
 
+from rl_relay.learner.config import OWN_RL_KEYS, activation_names
+
 
 class HorizonMixin:
     """Progress (1 -> 0) against ``relay_horizon`` total timesteps when it is set."""
@@ -56,26 +58,25 @@ class RelayDQN(HorizonMixin, DQN):
 
 ALGORITHMS = {"PPO": RelayPPO, "A2C": RelayA2C, "SAC": RelaySAC, "TD3": RelayTD3, "DQN": RelayDQN}
 ON_POLICY = ("PPO", "A2C")
-ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "gelu", "sigmoid")
-OWN_KEYS = ("algorithm", "schedule", "load_path", "save_path", "log_path")
+
+
+def activation_class(name: str) -> type:
+    """The ``torch.nn`` module of an activation name of the schema (``leaky_relu`` ->
+    ``LeakyReLU``): the schema's list is the one table of names."""
+    import torch.nn as nn
+
+    if name not in activation_names():
+        raise ValueError(f"unknown activation_fn {name!r}; use one of {activation_names()}")
+    by_folded_name = {attr.lower(): attr for attr in dir(nn)}
+    return getattr(nn, by_folded_name[name.replace("_", "")])
 
 
 def constructor_kwargs(rl_config: dict[str, Any]) -> dict[str, Any]:
     """rl_config -> SB3 keyword arguments: strings made objects, schedules applied."""
-    import torch.nn as nn
-
-    kwargs = {k: v for k, v in rl_config.items() if k not in OWN_KEYS}
+    kwargs = {k: v for k, v in rl_config.items() if k not in OWN_RL_KEYS}
     policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
     if isinstance(policy_kwargs.get("activation_fn"), str):
-        names = {
-            "tanh": nn.Tanh,
-            "relu": nn.ReLU,
-            "elu": nn.ELU,
-            "leaky_relu": nn.LeakyReLU,
-            "gelu": nn.GELU,
-            "sigmoid": nn.Sigmoid,
-        }
-        policy_kwargs["activation_fn"] = names[policy_kwargs["activation_fn"]]
+        policy_kwargs["activation_fn"] = activation_class(policy_kwargs["activation_fn"])
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     if isinstance(kwargs.get("train_freq"), list):

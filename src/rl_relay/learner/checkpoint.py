@@ -99,17 +99,28 @@ class Restored:
     pending: tuple[dict, dict, dict]
     rng: tuple[Any, Any, Any]
     load_seconds: float
+    #: What the checkpoint was trained with (``seed``, ``rl_config``, ``env_config``; see
+    #: ``resume.checkpoint_meta``); None for checkpoints written before it was recorded.
+    meta: dict[str, Any] | None = None
 
-    def restore_globals(self, sb3_logger: Logger) -> None:
-        """Put back the global RNG states and pending log values (just before learning)."""
+    def restore_rng(self) -> None:
+        """Put back the global RNG states (python, numpy, torch) of the checkpoint."""
         python_state, numpy_state, torch_state = self.rng
         random.setstate(python_state)
         np.random.set_state(numpy_state)
         torch.set_rng_state(torch_state)
+
+    def restore_pending(self, sb3_logger: Logger) -> None:
+        """Put back the log values recorded but not yet written."""
         values, counts, excluded = self.pending
         sb3_logger.name_to_value.update(values)
         sb3_logger.name_to_count.update(counts)
         sb3_logger.name_to_excluded.update(excluded)
+
+    def restore_globals(self, sb3_logger: Logger) -> None:
+        """Both (just before learning): an exact continuation."""
+        self.restore_rng()
+        self.restore_pending(sb3_logger)
 
 
 def resume_file(save_path: str) -> Path:
@@ -117,12 +128,16 @@ def resume_file(save_path: str) -> Path:
 
 
 def save(
-    model: BaseAlgorithm, save_path: str, load_seconds: float | None = None
+    model: BaseAlgorithm,
+    save_path: str,
+    load_seconds: float | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, float | None]:
     """Write the plain SB3 model and the resume checkpoint; return size and time.
 
     ``load_seconds``: how long restoring this process's own ``load_path`` took, recorded in
     the info file too, so both costs are beside the checkpoint that run_learning keeps.
+    ``meta``: what the model was trained with (seed, configs), checked on resume.
     """
     start = time.perf_counter()
     sb3_logger = model._logger
@@ -133,6 +148,7 @@ def save(
         "inner_env": vec_normalize.venv if vec_normalize is not None else None,
         "returns": vec_normalize.returns if vec_normalize is not None else None,
         "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
+        "meta": meta,
         "pending": (
             dict(sb3_logger.name_to_value),
             dict(sb3_logger.name_to_count),
@@ -198,7 +214,13 @@ def load(load_path: str) -> Restored:
         vec_normalize.returns = state["returns"]
     seconds = time.perf_counter() - start
     logger.info("loaded %s (%d timesteps) in %.2f s", path, model.num_timesteps, seconds)
-    return Restored(model=model, pending=state["pending"], rng=state["rng"], load_seconds=seconds)
+    return Restored(
+        model=model,
+        pending=state["pending"],
+        rng=state["rng"],
+        load_seconds=seconds,
+        meta=state.get("meta"),
+    )
 
 
 def read_info(save_path: str) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from typing import Any
 import jsonschema
 
 KINDS = ("rl_config", "rl_common_config", "env_config")
-#: rl_config keys that are ours, not SB3 constructor arguments.
-OWN_RL_KEYS = frozenset({"algorithm", "schedule", "load_path", "save_path", "log_path"})
+#: rl_config keys the job sets per attempt: where to load, save and log.
+PATH_KEYS = ("load_path", "save_path", "log_path")
+#: rl_config keys that are the learner's own, not SB3 constructor arguments (the one list).
+OWN_RL_KEYS = frozenset({"algorithm", "schedule", *PATH_KEYS})
 
 
 class LearnerConfigError(ValueError):
@@ -31,6 +33,12 @@ class LearnerConfigError(ValueError):
 def schema(kind: str) -> dict[str, Any]:
     text = resources.files("rl_relay.learner").joinpath(f"schemas/{kind}.schema.json")
     return json.loads(text.read_text(encoding="utf-8"))
+
+
+def activation_names() -> list[str]:
+    """The ``policy_kwargs.activation_fn`` names the learner accepts (the schema's list)."""
+    policy_kwargs = schema("rl_config")["properties"]["policy_kwargs"]["properties"]
+    return list(policy_kwargs["activation_fn"]["enum"])
 
 
 def algorithm_class(name: str) -> type:

@@ -27,6 +27,7 @@ from rl_relay import exit_codes
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
 from rl_relay.learner.envs import make_eval_env, make_training_env
+from rl_relay.learner.resume import checkpoint_meta, continue_restored
 
 logger = logging.getLogger(__name__)
 
@@ -115,23 +116,36 @@ def evaluate(model: Any, configs: dict[str, Any]) -> None:
     logger.info("evaluation over %d episodes: %.2f +- %.2f", episodes, mean, std)
 
 
+def prepare(configs: dict[str, Any], cpus: int) -> tuple[Any, Logger, float | None]:
+    """The model ready to learn (built, or restored and continued with these configs), its
+    logger, and the seconds restoring took (None for a fresh start).
+
+    A checkpoint the configs cannot continue is refused before anything is written.
+    """
+    rl, common = configs["rl_config"], configs["rl_common_config"]
+    formats = common.get("log_formats", ["csv"])
+    load_seconds = None
+    if rl["load_path"]:
+        restored = checkpoint.load(rl["load_path"])
+        model = continue_restored(restored, configs, rl["load_path"])
+        sb3_logger = make_logger(rl["log_path"], formats)
+        model.set_logger(sb3_logger)
+        restored.restore_pending(sb3_logger)
+        load_seconds = restored.load_seconds
+    else:
+        sb3_logger = make_logger(rl["log_path"], formats)
+        model = build_model(configs, cpus)
+        model.set_logger(sb3_logger)
+    model.relay_horizon = common["training_iterations"] * common["total_timesteps"]
+    return model, sb3_logger, load_seconds
+
+
 def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
     """Run one training iteration; return the exit code (0 done, 3 checkpointed)."""
     rl, common = configs["rl_config"], configs["rl_common_config"]
     iteration, iterations = common["training_iteration"], common["training_iterations"]
     per_iteration = common["total_timesteps"]
-    sb3_logger = make_logger(rl["log_path"], common.get("log_formats", ["csv"]))
-    load_seconds = None
-    if rl["load_path"]:
-        restored = checkpoint.load(rl["load_path"])
-        load_seconds = restored.load_seconds
-        model = restored.model
-        model.set_logger(sb3_logger)
-        restored.restore_globals(sb3_logger)
-    else:
-        model = build_model(configs, cpus)
-        model.set_logger(sb3_logger)
-    model.relay_horizon = iterations * per_iteration
+    model, sb3_logger, load_seconds = prepare(configs, cpus)
     target = (iteration + 1) * per_iteration
     code = exit_codes.SUCCESS
     if model.num_timesteps < target:
@@ -156,7 +170,7 @@ def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
                 "preempted at %d timesteps: checkpointing to resume", model.num_timesteps
             )
             code = exit_codes.RESUME
-    checkpoint.save(model, rl["save_path"], load_seconds)
+    checkpoint.save(model, rl["save_path"], load_seconds, checkpoint_meta(configs))
     if code == exit_codes.SUCCESS and iteration + 1 >= iterations:
         evaluate(model, configs)
     sb3_logger.close()
