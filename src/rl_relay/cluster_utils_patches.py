@@ -20,7 +20,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,13 @@ def continuing_hp_optimization(original: Callable[..., Any]) -> Callable[..., An
 
         result_dir = Path(kwargs["base_paths_and_files"]["result_dir"])
         optimizer_str = kwargs.get("optimizer_str", "cem_metaoptimizer")
+        if optimizer_str == "pbt":
+            # A PBT continues by starting every member again: member k is job k, and each
+            # job goes on from its own restarts.json (a finished member reports at once).
+            from rl_relay.pbt.optimizer import job_params_for_pbt
+
+            members = job_params_for_pbt(_hpo_settings, result_dir)
+            return original(**{**kwargs, "other_params": {**kwargs["other_params"], **members}})
         settings = dict(kwargs.get("optimizer_settings") or {})
         metric, minimize = kwargs["metric_to_optimize"], kwargs["minimize"]
         params, hooks = kwargs["optimized_params"], kwargs.get("report_hooks")
@@ -263,6 +270,16 @@ def _numbering_from(get_cluster_type: Callable[..., type], first_id: int) -> Cal
     return patched
 
 
+def _n_submitted_jobs(self: Any) -> int:
+    # cluster_utils 3.0.0 defect: hp_optimization asks for a new job while
+    # `n_submitted_jobs < number_of_samples`, and counts only jobs with a cluster id. A new
+    # job waits in the submission queue behind jobs that exited for resume (one is
+    # submitted per loop), so it is not counted and one job more than number_of_samples is
+    # asked for (for PBT: a member that does not exist). Queued new jobs count as submitted.
+    queued = {id(job) for job in self.submission_queue}
+    return sum(1 for job in self.current_jobs if job.cluster_id is not None or id(job) in queued)
+
+
 def _ensure_dir(dir_name: str, defensive: bool = False) -> None:
     # cluster_utils 3.0.0 defect: ensure_empty_dir(result_dir, defensive=True) asks
     # "Delete everything? (y/N)" on the keyboard when the results directory exists, even
@@ -283,8 +300,15 @@ def _patched(module: Any, **attributes: Any) -> Iterator[None]:
             setattr(module, name, value)
 
 
-def install(local: bool = False) -> None:
-    """Apply every patch (idempotent); ``local``: the local backend whatever is on PATH."""
+#: The settings ``rl-relay hpo`` was started with (PBT's member parameters derive from them).
+_hpo_settings: dict[str, Any] = {}
+
+
+def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> None:
+    """Apply every patch (idempotent); ``local``: the local backend whatever is on PATH;
+    ``settings``: the settings as loaded (PBT's members get parameters from them)."""
+    _hpo_settings.clear()
+    _hpo_settings.update(settings or {})
     import cluster_utils.hp_optimization as cu_hpo
     from cluster_utils.server import cluster_system, job_manager
     from cluster_utils.server.settings import optimizer_dict
@@ -293,6 +317,7 @@ def install(local: bool = False) -> None:
     optimizer_dict["nevergrad"] = ContinuableNGOptimizer
     register(optimizer_dict)
     job_manager.ensure_empty_dir = _ensure_dir
+    cluster_system.ClusterSubmission.n_submitted_jobs = property(_n_submitted_jobs)
     if not getattr(cu_hpo.hp_optimization, "_rl_relay", False):
         cu_hpo.hp_optimization = continuing_hp_optimization(cu_hpo.hp_optimization)
         cu_hpo.hp_optimization._rl_relay = True  # type: ignore[attr-defined]

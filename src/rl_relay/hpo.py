@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         from rl_relay.cluster_utils_patches import install
 
         record_start(result_dir, args, settings)
-        install(local=args.local)
+        install(local=args.local, settings=settings)
         _quiet_console_log()
         sys.argv = ["rl-relay hpo", str(args.settings_file), *args.overrides]
         return int(hp_optimization.main() or 0)

@@ -24,6 +24,7 @@ from rl_relay.job_params import (
 )
 from rl_relay.layout import JobPaths, StepPaths
 from rl_relay.overrides import Override, OverrideError, collect_overrides, merge
+from rl_relay.paramtree import top_level_names
 from rl_relay.state import Plan, Step
 from rl_relay.templates import TemplateError, Templates, load_templates
 
@@ -50,6 +51,8 @@ class JobConfig:
     overrides: tuple[Override, ...]
     #: The templates with every override applied, before the per-attempt keys are set.
     merged: dict[str, Any]
+    #: What a PBT member knows about its population (``pbt.*`` parameters); None otherwise.
+    pbt: Any = None
 
     @property
     def paths(self) -> JobPaths:
@@ -151,9 +154,32 @@ def prepare(
             " executable on PATH or a path to one"
         )
     problems += _named(source, "\n".join(own))
+    member, member_problem = _pbt_member(params, job_params)
+    if member_problem:
+        problems.append(f"{source}: {member_problem}")
     if problems:
         raise ConfigError("\n".join(problems))
-    return JobConfig(job_params, templates, overrides, merged)
+    return JobConfig(job_params, templates, overrides, merged, member)
+
+
+def _pbt_member(params: Mapping[str, Any], job_params: JobParams) -> tuple[Any, str | None]:
+    """The PBT member spec when the job is one (``pbt.*`` parameters), or why it cannot be."""
+    if "pbt" not in top_level_names(params):
+        return None, None
+    from rl_relay.pbt.spec import MemberError, MemberSpec
+
+    if job_params.learning_runs_per_job != 1:
+        return None, (
+            f"parameter 'learning_runs_per_job' is {job_params.learning_runs_per_job}; a PBT"
+            " member is one learning run: set it to 1"
+        )
+    try:
+        spec = MemberSpec.from_job_params(
+            params, job_params.training_iterations, job_params.reward_column
+        )
+    except MemberError as err:
+        return None, str(err)
+    return spec, None
 
 
 def _named(source: str, text: str) -> list[str]:
@@ -172,7 +198,7 @@ def with_overrides(job: JobConfig, extra: Sequence[Override]) -> JobConfig:
         merged = merge(templates.documents, [*job.overrides, *extra], templates.sources)
     except OverrideError as err:
         raise ConfigError(str(err)) from None
-    return JobConfig(job.params, templates, (*job.overrides, *extra), merged)
+    return JobConfig(job.params, templates, (*job.overrides, *extra), merged, job.pbt)
 
 
 def step_configs(job: JobConfig, step: Step, paths: StepPaths) -> dict[str, Any]:

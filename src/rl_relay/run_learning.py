@@ -69,6 +69,15 @@ def give_up_message(job: JobConfig, state: State) -> str:
     return "\n".join(lines)
 
 
+def _give_up(server: Server, job: JobConfig, state: State) -> int:
+    message = give_up_message(job, state)
+    if job.pbt is not None:  # the rest of the population stops waiting for this member
+        from rl_relay.pbt import job as member
+
+        member.give_up(job, state, message.splitlines()[0])
+    return _fail(server, message)
+
+
 def _fail(server: Server, message: str) -> int:
     logger.error("%s", message)
     server.report_error(message)
@@ -102,12 +111,25 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
     save_state(job.paths.state, state)  # the job's identity, from the first start on
     while True:
         if state.gave_up() is not None:
-            return _fail(server, give_up_message(job, state))
+            return _give_up(server, job, state)
         step = state.next_step()
         if step is None:
             break
         if stop():
             return _resume(server, job, "stopped by a signal before the next step")
+        if job.pbt is not None:
+            from rl_relay.pbt import job as member
+
+            state, action = member.before_step(job, state, step, member.WAIT_SECONDS)
+            save_state(job.paths.state, state)
+            if action is member.Action.WAIT:
+                if server.connected:
+                    return _resume(server, job, "waiting for the rest of the PBT population")
+                continue  # by hand: look again (before_step polls a few seconds first)
+            if action is member.Action.STOPPED:
+                continue
+            step = state.next_step()
+            assert step is not None
         run_state = state.current()
         assert run_state is not None
         try:
@@ -120,13 +142,17 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
         if done.outcome.config_error is not None:
             return _fail(server, done.outcome.config_error)
         if state.gave_up() is not None:
-            return _fail(server, give_up_message(job, state))
+            return _give_up(server, job, state)
         if state.finished:
             break
         if server.connected:
             return _resume(server, job, f"{step.dir_name} is over")
         if done.result.preempted or stop():
             return _resume(server, job, "stopped by a signal")
+    if job.pbt is not None:
+        from rl_relay.pbt import job as member
+
+        member.finish(job, state)
     result = job_metrics(state.rewards(), state.failed_attempts, state.resumes)
     logger.info(
         "all %d learning runs done: mean %s = %g, std %g, %d failed attempt(s)",

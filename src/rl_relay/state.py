@@ -112,6 +112,17 @@ class RunState:
     stalled_resumes: int = 0
     #: Size of the step's progress.csv when it checkpointed: a rerun truncates it there.
     resume_log_bytes: int | None = None
+    #: Overrides in effect from the current iteration on (PBT's explored values); {} for
+    #: the job's own.
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    #: Iterations whose start has been decided (PBT: the boundary step returned Continue).
+    decided: int = 0
+    #: Where a failed attempt starts over: iteration 0 from scratch, or (PBT) the last
+    #: decided iteration from the checkpoint it was decided to start from.
+    retry_iteration: int = 0
+    retry_load_path: str = ""
+    #: Why the run stopped before its last iteration (PBT's stop threshold), else "".
+    stopped: str = ""
 
     @property
     def attempt(self) -> int:
@@ -135,6 +146,8 @@ class Step:
     load_path: str
     #: True when this continues a preempted step in its existing directory.
     continuing: bool
+    #: Overrides in effect for this step on top of the job's (PBT's explored values).
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dir_name(self) -> str:
@@ -177,6 +190,7 @@ class State:
             seed=run.seed,
             load_path=run.resume_path or run.load_path,
             continuing=bool(run.resume_path),
+            hyperparameters=dict(run.hyperparameters),
         )
 
     def fraction_finished(self) -> float:
@@ -236,8 +250,34 @@ class State:
         # Prepare the next attempt even when this was the last allowed one: raising
         # max_attempts and starting again must not repeat the failed attempt.
         run.seeds.append(new.plan.seed(run.run, run.attempt + 1))
-        run.iteration = 0
-        run.load_path = ""
+        run.iteration = run.retry_iteration
+        run.load_path = run.retry_load_path
+        _clear_resume(run)
+        return new
+
+    def decided_start(
+        self, iteration: int, hyperparameters: dict[str, Any], load_path: str
+    ) -> State:
+        """The current run's iteration ``iteration`` starts from ``load_path`` with these
+        overrides (PBT's boundary decision); a failed attempt starts over from here."""
+        new = copy.deepcopy(self)
+        run = new.current()
+        if run is None or run.iteration != iteration or run.resume_path:
+            raise StateError(f"iteration {iteration} is not about to start")
+        run.hyperparameters = dict(hyperparameters)
+        run.load_path = load_path
+        run.decided = run.retry_iteration = iteration
+        run.retry_load_path = load_path
+        return new
+
+    def stopped_early(self, reason: str, reward: float, reward_source: str) -> State:
+        """The current run ends before its last iteration (PBT's stop threshold reached)."""
+        new = copy.deepcopy(self)
+        run = new.current()
+        if run is None:
+            raise StateError("no run to stop")
+        run.done, run.stopped = True, reason
+        run.reward, run.reward_source = reward, reward_source
         _clear_resume(run)
         return new
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import rl_relay
-from rl_relay.job_config import ConfigError, JobConfig, step_configs
+from rl_relay.job_config import ConfigError, JobConfig, step_configs, with_overrides
 from rl_relay.layout import StepPaths
 from rl_relay.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
+from rl_relay.overrides import collect_overrides
 from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
 from rl_relay.state import RunState, Step
 from rl_relay.supervise import ChildResult, run_supervised
@@ -132,6 +133,8 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
     when the step's files cannot be written (disk full, read-only working directory).
     """
     paths = job.paths.step(step.run, step.iteration, step.attempt)
+    if step.hyperparameters:  # PBT's explored values for this part of the run
+        job = with_overrides(job, collect_overrides(step.hyperparameters))
     marker_before = run.checkpoint_marker if step.continuing else ""
     if step.load_path and not step.continuing:
         marker_before = checkpoint_marker(Path(step.load_path)) or ""

@@ -45,6 +45,10 @@ def check_optimizer(ctx: Context) -> list[Problem]:
             ctx.settings.get("optimized_params", []),
         )
     ]
+    if optimizer == "pbt":
+        from rl_relay.pbt.settings import pbt_problems
+
+        found += [Problem(ctx.at(key), what) for key, what in pbt_problems(ctx.settings, ctx.cwd)]
     if ctx.plain_cluster_utils and optimizer in OPTIMIZERS:
         found.append(
             Problem(

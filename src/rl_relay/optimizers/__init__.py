@@ -1,7 +1,8 @@
 """rl-relay's optimisers for cluster_utils' ``hp_optimization``, and their settings checks.
 
-``genetic`` (HPS-RL's steady-state genetic algorithm) and ``dgd`` (XT's Distributed Grid
-Descent) are cluster_utils ``Optimizer`` subclasses, registered under those names in
+``genetic`` (HPS-RL's steady-state genetic algorithm), ``dgd`` (XT's Distributed Grid
+Descent) and ``pbt`` (Population Based Training, ``rl_relay.pbt``) are cluster_utils
+``Optimizer`` subclasses, registered under those names in
 cluster_utils' optimizer registry by ``rl-relay hpo`` (``register``), so that
 ``"optimizer_str": "genetic"`` works with all of cluster_utils' machinery.
 ``optimizer_problems`` tells ``rl-relay check`` what is wrong with an optimiser's settings,
@@ -18,6 +19,7 @@ from typing import Any
 OPTIMIZERS = {
     "genetic": "rl_relay.optimizers.genetic:GeneticOptimizer",
     "dgd": "rl_relay.optimizers.dgd:DGDOptimizer",
+    "pbt": "rl_relay.pbt.optimizer:PBTOptimizer",
 }
 #: cluster_utils 3.0's nevergrad algorithms (``NGOptimizer.get_optimizer_dict``).
 NEVERGRAD_ALGORITHMS = ("twopointsde", "oneplusone", "cma", "tbpsa", "pso", "randomsearch")

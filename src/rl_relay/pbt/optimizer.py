@@ -31,6 +31,7 @@ from cluster_utils.server.utils import nested_to_dict
 
 from rl_relay.metrics import DEFAULT_METRIC
 from rl_relay.paramtree import plain
+from rl_relay.pbt import settings as pbt_settings
 from rl_relay.pbt.explore import ParamSpace, initial_hyperparameters
 from rl_relay.pbt.records import POPULATION_DIR
 from rl_relay.pbt.settings import OPTIMIZER_NAME, PBTSettings
@@ -138,6 +139,9 @@ class PBTOptimizer(Optimizer):
         loaded.optimized_params = optimized_params
         loaded.report_hooks = report_hooks or []
         loaded.asked = 0  # job ids start at 0 again: member k is job k again
+        # every member reports again when it is started again (from its own state)
+        loaded.full_df = pd.DataFrame()
+        loaded.minimal_df = pd.DataFrame()
         return loaded
 
 
@@ -165,3 +169,11 @@ def job_params_for_pbt(settings: Mapping[str, Any], results_dir: str | Path) -> 
         metric=str(setting.get("metric_to_optimize", DEFAULT_METRIC)),
         minimize=bool(setting.get("minimize", False)),
     )
+
+
+def settings_problems(
+    optimizer_settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """What is wrong with ``optimizer_settings`` for ``pbt`` (``rl-relay check`` adds the
+    checks that need the whole settings file: ``pbt.settings.pbt_problems``)."""
+    return pbt_settings.settings_problems(optimizer_settings)
