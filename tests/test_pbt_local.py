@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import hp_optimization, read_json, stand_in_settings
+from conftest import REPO, hp_optimization, read_json, stand_in_settings
+
+from rl_relay.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +97,40 @@ def test_a_local_pbt_is_complete_consistent_and_reproducible(tmp_path: Path) -> 
         assert schedule
     with open(results / "all_data.csv") as f:
         assert len(list(csv.DictReader(f))) >= MEMBERS
+    # the report shows the population; reevaluate replays the best member's schedule
+    assert main(["report", str(results)]) == 0
+    page = (results / "report" / "index.html").read_text()
+    assert "Population Based Training" in page and "pbt_population.png" in page
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl_relay.cli",
+            "reevaluate",
+            str(results),
+            "--top",
+            "1",
+            "--runs",
+            "2",
+            "--local",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (replay,) = (results / "reevaluation" / "working_directories").iterdir()
+    schedule = read_json(replay / "settings.json")["replay_schedule"]
+    expected = {}
+    for start, values in schedule:
+        for iteration in range(start, ITERATIONS):
+            expected[iteration] = dict(values)["config.rl_config.learning_rate"]
+    for run in range(2):
+        for iteration in range(ITERATIONS):
+            rl = read_json(replay / f"run_{run}.{iteration}-0" / "config" / "rl_config.json")
+            assert rl["learning_rate"] == pytest.approx(expected[iteration])
     # the same settings and seed again: the very same decisions
     again = run_pbt(tmp_path / "b")
     assert decisions(again / "population") == made

@@ -24,7 +24,7 @@ from rl_relay.job_params import (
 )
 from rl_relay.layout import JobPaths, StepPaths
 from rl_relay.overrides import Override, OverrideError, collect_overrides, merge
-from rl_relay.paramtree import top_level_names
+from rl_relay.paramtree import lookup, top_level_names
 from rl_relay.state import Plan, Step
 from rl_relay.templates import TemplateError, Templates, load_templates
 
@@ -53,6 +53,16 @@ class JobConfig:
     merged: dict[str, Any]
     #: What a PBT member knows about its population (``pbt.*`` parameters); None otherwise.
     pbt: Any = None
+    #: A PBT schedule to replay (``replay_schedule``): (first iteration, overrides) pairs.
+    replay: tuple[tuple[int, dict[str, Any]], ...] = ()
+
+    def replayed_hyperparameters(self, iteration: int) -> dict[str, Any]:
+        """The overrides the replayed schedule gives ``iteration`` ({} without a replay)."""
+        found: dict[str, Any] = {}
+        for start, values in self.replay:
+            if start <= iteration:
+                found = values
+        return dict(found)
 
     @property
     def paths(self) -> JobPaths:
@@ -159,7 +169,11 @@ def prepare(
         problems.append(f"{source}: {member_problem}")
     if problems:
         raise ConfigError("\n".join(problems))
-    return JobConfig(job_params, templates, overrides, merged, member)
+    replay = tuple(
+        (int(start), {str(name): value for name, value in values})
+        for start, values in lookup(params, "replay_schedule", None) or ()
+    )
+    return JobConfig(job_params, templates, overrides, merged, member, replay)
 
 
 def _pbt_member(params: Mapping[str, Any], job_params: JobParams) -> tuple[Any, str | None]:
@@ -198,7 +212,7 @@ def with_overrides(job: JobConfig, extra: Sequence[Override]) -> JobConfig:
         merged = merge(templates.documents, [*job.overrides, *extra], templates.sources)
     except OverrideError as err:
         raise ConfigError(str(err)) from None
-    return JobConfig(job.params, templates, (*job.overrides, *extra), merged, job.pbt)
+    return JobConfig(job.params, templates, (*job.overrides, *extra), merged, job.pbt, job.replay)
 
 
 def step_configs(job: JobConfig, step: Step, paths: StepPaths) -> dict[str, Any]:

@@ -153,6 +153,8 @@ HPO_RECORD = "rl_relay_hpo.json"
 REEVALUATION = "reevaluation"
 REEVALUATION_SUMMARY = "summary.csv"
 RECOMMENDATION_FILE = "recommendation.txt"
+#: PBT's records and decisions (one write-once file each), in the results directory.
+POPULATION = "population"
 #: Files cluster_utils' client writes into a job's working directory.
 JOB_SETTINGS = "settings.json"
 JOB_METRICS = "metrics.csv"
@@ -202,6 +204,10 @@ class ResultsPaths:
     @property
     def hpo_record(self) -> Path:
         return self.root / HPO_RECORD
+
+    @property
+    def population(self) -> Path:
+        return self.root / POPULATION
 
     @property
     def reevaluation(self) -> Path:

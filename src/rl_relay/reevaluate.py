@@ -39,6 +39,7 @@ from rl_relay.metrics import DEFAULT_METRIC
 from rl_relay.paramtree import plain, set_dotted
 from rl_relay.reevaluation import (
     REEVALUATION_OF,
+    Candidate,
     Evaluated,
     ReevaluationError,
     choose,
@@ -108,6 +109,34 @@ def _candidates(results: ResultsPaths, hpo: dict[str, Any], top: int) -> tuple[l
     return choose(ranked, settings_of, names, top)
 
 
+def _pbt_candidates(
+    results: ResultsPaths, hpo: dict[str, Any], top: int
+) -> tuple[list[Candidate], str | None]:
+    """The best members of a PBT, each as its hyperparameter schedule to replay (as Ray's
+    ``PopulationBasedTrainingReplay``): every iteration with the values its model had."""
+    from rl_relay.pbt import history
+    from rl_relay.pbt import records as rec
+
+    minimize = bool(hpo.get("optimization_setting", {}).get("minimize", False))
+    records = rec.read_records(results.population)
+    decisions = rec.read_decisions(results.population)
+    final = [r for r in history.final_population(records).values() if r.score is not None]
+    final.sort(key=lambda r: (r.score if minimize else -r.score, r.member))
+    candidates = []
+    for record in final[:top]:
+        segments = history.schedule(records, decisions, record.member)
+        schedule = tuple((s.start, tuple(sorted(s.hyperparameters.items()))) for s in segments)
+        candidates.append(
+            Candidate(record.member, float(record.score), {"replay_schedule": schedule})
+        )
+    if not candidates:
+        raise ReevaluationError(f"{results.population} holds no member with a score yet")
+    note = None
+    if len(candidates) < top:
+        note = f"the population has {len(candidates)} members with a score, not {top}"
+    return candidates, note
+
+
 def _apply_overrides(settings: dict[str, Any], overrides: list[str]) -> None:
     for text in overrides:
         key, sep, value = text.partition("=")
@@ -175,7 +204,10 @@ def run(args: argparse.Namespace) -> int:
                 " continue it) with rl-relay hpo once"
             )
         hpo = record["settings"]
-        candidates, note = _candidates(results, hpo, args.top)
+        if hpo.get("optimizer_str") == "pbt":
+            candidates, note = _pbt_candidates(results, hpo, args.top)
+        else:
+            candidates, note = _candidates(results, hpo, args.top)
         if note:
             print(f"Note: {note}.")
         fixed = hpo.get("fixed_params", {})

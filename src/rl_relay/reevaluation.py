@@ -260,10 +260,14 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
                 f"{r['reevaluated_mean']:.4g} ± {r['reevaluated_std']:.3g}",
                 f"[{r['ci95_low']:.4g}, {r['ci95_high']:.4g}]",
                 str(r["runs"]),
-                *(str(r[p]) for p in params),
+                *(_shorten(str(r[p])) for p in params),
             ]
         )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     return "\n".join(out)
+
+
+def _shorten(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

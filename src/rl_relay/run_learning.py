@@ -132,6 +132,13 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
             assert step is not None
         run_state = state.current()
         assert run_state is not None
+        replayed = job.replayed_hyperparameters(step.iteration)
+        if job.replay and not step.continuing and replayed != run_state.hyperparameters:
+            # a replayed PBT schedule: this iteration's hyperparameters, set before it starts
+            state = state.decided_start(step.iteration, replayed, step.load_path)
+            save_state(job.paths.state, state)
+            step, run_state = state.next_step(), state.current()
+            assert step is not None and run_state is not None
         try:
             done = run_step(job, run_state, step)
         except ConfigError as err:

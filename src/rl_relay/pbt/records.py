@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
+from rl_relay.layout import POPULATION
 from rl_relay.paramtree import plain
 
 logger = logging.getLogger(__name__)
 
 #: ``<results_dir>/population``: beside cluster_utils' own files, inside what it keeps.
-POPULATION_DIR = "population"
+POPULATION_DIR = POPULATION  # the layout's name
 SPEC_FILE = "pbt.json"
 OK, STOPPED, FAILED = "ok", "stopped", "failed"
 STATUSES = (OK, STOPPED, FAILED)

@@ -267,6 +267,15 @@ def _reevaluation_section(results: Results, out: Path) -> list[str]:
     ]
 
 
+def _pbt_section(results: Results, out: Path) -> list[str]:
+    population = ResultsPaths(results.directory).population
+    if not population.is_dir():
+        return []
+    from rl_relay.report.pbt import pbt_section
+
+    return pbt_section(population, out, results.minimize, _table, _img, _e)
+
+
 def _cell(text: str) -> Any:
     try:
         return float(text) if "." in text or "e" in text else int(text)
@@ -324,6 +333,7 @@ def write_report(
         "<h2>All jobs</h2>",
         _jobs_section(results, out),
         *_reevaluation_section(results, out),
+        *_pbt_section(results, out),
     ]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
