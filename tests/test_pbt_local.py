@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, hp_optimization, read_json, stand_in_settings
+from conftest import REPO, hp_optimization, local_settings, read_json, stand_in_settings
 
 from rl_relay.cli import main
 
@@ -134,3 +134,59 @@ def test_a_local_pbt_is_complete_consistent_and_reproducible(tmp_path: Path) -> 
     # the same settings and seed again: the very same decisions
     again = run_pbt(tmp_path / "b")
     assert decisions(again / "population") == made
+
+
+def test_a_real_ppo_pbt_continues_the_donors_exact_state(tmp_path: Path) -> None:
+    """The default learner, two members, one boundary: the worse member copies the better
+    one's checkpoint and its next iteration starts from exactly the donor's parameters."""
+    from stable_baselines3 import PPO
+
+    settings = local_settings(
+        tmp_path,
+        {
+            "config.config_templates": str(REPO / "hp_optim" / "config_templates_ppo.json"),
+            "config.rl_common_config.total_timesteps": 64,
+            "config.rl_common_config.eval_episodes": 1,
+            "config.env_config.n_envs": 1,
+            "config.rl_config.batch_size": 32,
+            "config.rl_config.n_epochs": 1,
+            "config.rl_config.policy_kwargs.net_arch": [8],
+            "learning_runs_per_job": 1,
+            "training_iterations": 2,
+            "max_attempts": 1,
+        },
+        samples=2,
+    )
+    data = json.loads(settings.read_text())
+    data["optimizer_str"] = "pbt"
+    data["optimizer_settings"] = {"population_size": 2, "quantile_fraction": 0.5, "seed": 3}
+    data["optimized_params"] = [
+        {
+            "param": "config.rl_config.learning_rate",
+            "distribution": "TruncatedLogNormal",
+            "bounds": [1e-4, 1e-2],
+        }
+    ]
+    data["optimization_setting"]["n_jobs_per_iteration"] = 2
+    settings.write_text(json.dumps(data))
+    proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = tmp_path / "results" / "local_test"
+    (decision,) = [
+        d for d in decisions(results / "population").values() if d["action"] == "exploit"
+    ]
+    member, donor = decision["member"], decision["donor"]
+    wds = results / "working_directories"
+    copy = wds / str(member) / "run_0.1-0" / "pbt_donor" / "model"
+    original = wds / str(donor) / "run_0.0-0" / "model"
+    for suffix in (".zip", ".resume.pkl"):
+        assert Path(f"{copy}{suffix}").read_bytes() == Path(f"{original}{suffix}").read_bytes()
+    loaded, donors = PPO.load(f"{copy}.zip"), PPO.load(f"{original}.zip")
+    for name, tensor in donors.policy.state_dict().items():
+        assert (loaded.policy.state_dict()[name] == tensor).all(), name
+    # the member's next iteration learned from that copy, with the explored learning rate
+    stderr = (wds / str(member) / "run_0.1-0" / "stderr.txt").read_text()
+    assert f"loaded {copy}.resume.pkl (64 timesteps)" in stderr
+    rl = read_json(wds / str(member) / "run_0.1-0" / "config" / "rl_config.json")
+    explored = decision["hyperparameters"]["config.rl_config.learning_rate"]
+    assert rl["learning_rate"] == pytest.approx(explored)
