@@ -17,8 +17,8 @@ from conftest import STAND_IN_LEARNER, read_json, write_stand_in_templates
 
 from rl_relay import exit_codes
 from rl_relay.job_config import JobConfig, prepare
+from rl_relay.job_loop import run
 from rl_relay.metrics import FAILED_ATTEMPTS, LEARNING_RUNS, MEAN_REWARD, STD_REWARD
-from rl_relay.run_learning import run
 
 
 @dataclass
