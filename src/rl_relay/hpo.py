@@ -31,18 +31,13 @@ from rl_relay.hpo_continue import (
     move_aside,
     release_driver_lock,
 )
+from rl_relay.hpo_settings import add_settings_arguments, load_settings
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("settings_file", type=Path, help="the hp_optimization settings JSON")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="override strings as for hp_optimization, e.g. 'optimization_procedure_name=\"run2\"'",
-    )
+    add_settings_arguments(parser)
     parser.add_argument(
         "--local",
         action="store_true",
@@ -53,14 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start over: move an existing results directory aside (timestamp suffix) first",
     )
-
-
-def _load_settings(settings_file: Path, overrides: list[str]) -> Mapping[str, Any]:
-    """The settings exactly as cluster_utils' hp_optimization reads them."""
-    from cluster_utils.server.settings import read_main_script_params_from_args
-
-    args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
-    return read_main_script_params_from_args(args)
 
 
 def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
@@ -85,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from rl_relay.optimizers.persist import ContinueError
 
     try:
-        settings = _load_settings(args.settings_file, args.overrides)
+        settings = load_settings(args.settings_file, args.overrides)
     except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
         print(f"rl-relay hpo: {args.settings_file} cannot be read: {err}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rl_relay.check.context import Context, Problem, detect_engine, load_settings
+from rl_relay.check.context import Context, Problem, detect_engine
 from rl_relay.check.job_checks import (
     check_job_params,
     check_sample,
@@ -30,6 +30,7 @@ from rl_relay.check.settings_checks import (
     check_shape,
 )
 from rl_relay.container import check_settings as container_checks
+from rl_relay.hpo_settings import add_settings_arguments, load_settings
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
 
 __all__ = ["Context", "Problem", "add_arguments", "run", "run_checks"]
@@ -113,14 +114,7 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("settings_file", type=Path, help="the hp_optimization settings JSON")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="the same override strings hp_optimization takes, e.g."
-        " 'optimization_procedure_name=\"ppo_run_2\"'",
-    )
+    add_settings_arguments(parser)
     parser.add_argument(
         "--local",
         action="store_true",

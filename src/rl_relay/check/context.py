@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rl_relay.layout import results_root
-from rl_relay.paramtree import plain
 
 
 @dataclass(frozen=True)
@@ -68,14 +66,6 @@ def detect_engine(local: bool = False) -> str:
     if shutil.which("sbatch"):
         return "slurm"
     return "local"
-
-
-def load_settings(settings_file: Path, overrides: Sequence[str]) -> dict[str, Any]:
-    """The settings exactly as ``cluster_utils.hp_optimization`` reads them, made plain."""
-    from cluster_utils.server.settings import read_main_script_params_from_args
-
-    args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
-    return plain(read_main_script_params_from_args(args))
 
 
 def results_path(settings: Mapping[str, Any]) -> Path | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_relay.atomic import atomic_write_json
+from rl_relay.atomic import atomic_write_json, fsync_dir
 from rl_relay.layout import POPULATION
 from rl_relay.paramtree import plain
 
@@ -101,14 +101,6 @@ class Record:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_once_json(target: str | os.PathLike[str], obj: Any) -> bool:
     """Create ``target`` with ``obj`` atomically unless it exists; True if this call created it.
 
@@ -133,7 +125,7 @@ def write_once_json(target: str | os.PathLike[str], obj: Any) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return created
 
 

@@ -1,0 +1,32 @@
+"""An HPO's settings file as cluster_utils' ``hp_optimization`` reads it, and the CLI
+arguments that name it (``rl-relay hpo`` and ``rl-relay check`` take the same)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rl_relay.paramtree import plain
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """``SETTINGS.json ['key=value' ...]``, as for ``python -m cluster_utils.hp_optimization``."""
+    parser.add_argument("settings_file", type=Path, help="the hp_optimization settings JSON")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="the override strings hp_optimization takes, e.g."
+        " 'optimization_procedure_name=\"ppo_run_2\"'",
+    )
+
+
+def load_settings(settings_file: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    """The settings exactly as cluster_utils reads them (its loader, the same overrides),
+    as plain JSON values (its tuples made lists, its enums their names)."""
+    from cluster_utils.server.settings import read_main_script_params_from_args
+
+    args = argparse.Namespace(settings_file=settings_file, settings=list(overrides))
+    return plain(read_main_script_params_from_args(args))
