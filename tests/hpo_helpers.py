@@ -79,7 +79,14 @@ def run_hpo(
         code = proc.wait(timeout=timeout)
     finally:
         kill_group(proc)
-    return code, (settings.parent / f"{log_name}.out").read_text()
+    output = (settings.parent / f"{log_name}.out").read_text()
+    if code != 0:  # what the jobs said, for the assertion message
+        for log in sorted(settings.parent.rglob("run_learning.log")):
+            output += f"\n--- {log}:\n" + "\n".join(log.read_text().splitlines()[-8:])
+        cache = os.environ.get("CLUSTER_UTILS_CACHE_DIR")
+        for err in sorted(Path(cache).rglob("*.err")) if cache else []:
+            output += f"\n--- {err}:\n" + err.read_text()[-1500:]
+    return code, output
 
 
 def kill_group(proc: subprocess.Popen) -> None:

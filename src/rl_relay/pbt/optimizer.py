@@ -98,7 +98,12 @@ class PBTOptimizer(Optimizer):
                 frames.append(result[0])
         if not frames:
             return
-        super().tell(pd.concat(frames, axis=0, sort=True), jobs)
+        new = pd.concat(frames, axis=0, sort=True)
+        if MEMBER_PARAM in self.full_df and MEMBER_PARAM in new:
+            # a continued PBT starts every member again, and each reports again: its row
+            # replaces the one it sent before
+            self.full_df = self.full_df[~self.full_df[MEMBER_PARAM].isin(new[MEMBER_PARAM])]
+        super().tell(new, jobs)
 
     def save_data_and_self(self, directory: str) -> None:
         self.full_df.to_csv(os.path.join(directory, constants.FULL_DF_FILE))
@@ -139,9 +144,6 @@ class PBTOptimizer(Optimizer):
         loaded.optimized_params = optimized_params
         loaded.report_hooks = report_hooks or []
         loaded.asked = 0  # job ids start at 0 again: member k is job k again
-        # every member reports again when it is started again (from its own state)
-        loaded.full_df = pd.DataFrame()
-        loaded.minimal_df = pd.DataFrame()
         return loaded
 
 
