@@ -34,6 +34,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import NoReturn
 
 sys.path[:0] = [
     str(Path(__file__).resolve().parent),
@@ -93,10 +94,15 @@ REEVAL_SEED = 900_000  # re-evaluation worker w: base seed REEVAL_SEED + w
 SEARCH_OVERHEAD_S = 2.0  # per job: cluster_utils submission, job process, polling
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Bad options exit 1 (the project's code for every bad input), not argparse's 2."""
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=sorted(TASKS), default="cartpole")
     p.add_argument(
         "--methods",
@@ -142,22 +148,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def availability(methods: list[str], env: Env) -> tuple[dict[str, str], bool]:
-    """method -> "" when it can run here, else why not; and whether `rl-relay hpo` exists."""
+def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str]], bool]:
+    """method -> ("", "") when it runs here, else (status, why); and whether `rl-relay hpo` exists.
+
+    A method whose optimiser is not on this checkout is "missing" (a row saying so); one the
+    installed bench extra should provide (rl_zoo3, optuna, nevergrad) is "failed", so that
+    a broken setup fails the smoke test instead of shrinking it.
+    """
     found = probe(env)
-    missing = {}
+    fix = "not installed: pip install -e '.[bench]' (with -c constraints.txt)"
+    state = {}
     for m in methods:
-        if m in ZOO_METHODS:
-            gone = [x for x in ("rl_zoo3", "optuna") if importlib.util.find_spec(x) is None]
-            missing[m] = (
-                f"{', '.join(gone)} not installed: pip install -e '.[bench]'" if gone else ""
-            )
+        opt = RL_RELAY_METHODS.get(m, ("", {}))[0]
+        needs = ["rl_zoo3", "optuna"] if m in ZOO_METHODS else ["nevergrad"] * (opt == "nevergrad")
+        gone = [x for x in needs if importlib.util.find_spec(x) is None]
+        if gone:
+            state[m] = ("failed", f"{', '.join(gone)} {fix}")
+        elif m in RL_RELAY_METHODS and opt not in found["optimizers"]:
+            state[m] = ("missing", f"optimizer {opt!r} is not on this checkout")
         else:
-            opt = RL_RELAY_METHODS[m][0]
-            missing[m] = (
-                "" if opt in found["optimizers"] else f"optimizer {opt!r} not on this checkout"
-            )
-    return missing, bool(found["hpo"])
+            state[m] = ("", "")
+    return state, bool(found["hpo"])
 
 
 def estimate(args: argparse.Namespace, space: list, searches: int) -> float:
@@ -223,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                 if previous.status == "ok":  # done: kept; missing or failed: tried again
                     outcomes.append(previous)
                     continue
-            if missing[method]:
-                outcomes.append(Outcome(args.task, method, repeat, "missing", missing[method]))
+            if missing[method][0]:
+                outcomes.append(Outcome(args.task, method, repeat, *missing[method]))
             else:
                 todo.append((repeat, method, saved))
     if outcomes:

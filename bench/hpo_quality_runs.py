@@ -65,10 +65,6 @@ for name in modules:
     for hook in ("register_optimizers", "register"):
         if callable(getattr(module, hook, None)):
             getattr(module, hook)()
-try:
-    import nevergrad  # noqa: F401
-except ImportError:
-    optimizer_dict.pop("nevergrad", None)
 print(json.dumps({"hpo": hpo, "optimizers": sorted(optimizer_dict)}))
 """
 
