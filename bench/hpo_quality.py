@@ -59,34 +59,23 @@ from hpo_quality_space import restrict, space_of  # noqa: E402
 from rl_relay.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 
 logger = logging.getLogger("hpo_quality")
+#: name: (zoo algo, env id, settings file, --quick limits on the space). The settings file
+#: also gives the defaults: trials = number_of_samples x learning_runs_per_job, budget =
+#: total_timesteps, evaluation episodes, runs per job and the search objective.
 TASKS = {
-    # name: (zoo algo, env id, settings file, budget, trials, --quick limits on the space)
-    "cartpole": (
-        "ppo",
-        "CartPole-v1",
-        "hp_optim/hp_optim_ppo_zoo_space.json",
-        10_000,
-        16,
-        {
-            "config.rl_config.n_steps": (32, 128),
-            "config.rl_config.batch_size": (32, 256),
-            "config.rl_config.n_epochs": (1, 10),
-        },
-    ),
-    "pendulum": (
-        "sac",
-        "Pendulum-v1",
-        "hp_optim/hp_optim_sac_zoo_space.json",
-        5_000,
-        16,
-        {
-            "config.rl_config.batch_size": (32, 128),
-            "config.rl_config.policy_kwargs.net_arch:0": (64, 64),
-            "config.rl_config.policy_kwargs.net_arch:1": (64, 64),
-        },
-    ),
-}
-DEFAULT_METHODS = ("zoo", "zoo-median", "cem", "twopointsde", "genetic", "dgd", "pbt")
+    "cartpole": ("ppo", "CartPole-v1", "hp_optim/hp_optim_ppo_zoo_space.json", {
+        "config.rl_config.n_steps": (32, 128),
+        "config.rl_config.batch_size": (32, 256),
+        "config.rl_config.n_epochs": (1, 10),
+    }),
+    "pendulum": ("sac", "Pendulum-v1", "hp_optim/hp_optim_sac_zoo_space.json", {
+        "config.rl_config.batch_size": (32, 128),
+        "config.rl_config.policy_kwargs.net_arch:0": (64, 64),
+        "config.rl_config.policy_kwargs.net_arch:1": (64, 64),
+    }),
+}  # fmt: skip
+DEFAULT_METHODS = ("zoo", "zoo-median", "cem", "cem@2", "twopointsde", "genetic", "dgd", "pbt")
+QUICK_METHODS = ("zoo", "cem@2", "twopointsde", "genetic", "dgd", "pbt")
 FULL = {"repeats": 3, "reeval_seeds": 6}
 QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
@@ -106,11 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--task", choices=sorted(TASKS), default="cartpole")
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help=f"comma list of {', '.join([*ZOO_METHODS, *RL_RELAY_METHODS])}",
+        help=f"comma list of {', '.join([*ZOO_METHODS, *RL_RELAY_METHODS])}; an rl-relay"
+        " method@R runs R learning runs per job (default: --runs-per-job). Default:"
+        f" {','.join(DEFAULT_METHODS)}; --quick: {','.join(QUICK_METHODS)}",
     )
-    p.add_argument("--trials", type=int, help="trainings per search (default: the task's)")
-    p.add_argument("--budget", type=int, help="env steps per training (default: the task's)")
+    p.add_argument("--trials", type=int, help="trainings per search (default: the settings')")
+    p.add_argument("--budget", type=int, help="env steps per training (default: the settings')")
     p.add_argument("--repeats", type=int, help="searches per method, seeds differ (3)")
     p.add_argument("--reeval-seeds", type=int, help="seeds re-evaluating each choice (6)")
     p.add_argument("--eval-episodes", type=int, help="default: the settings file's")
@@ -121,12 +111,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="default bench/results (--quick: bench/results/quick)")
     p.add_argument("--keep", action="store_true", help="keep the searches' working directories")
     args = p.parse_args(argv)
-    algo, env_id, settings_file, budget, trials, limits = TASKS[args.task]
+    algo, env_id, settings_file, limits = TASKS[args.task]
     settings = json.loads((REPO / settings_file).read_text(encoding="utf-8"))
     fixed = settings["fixed_params"]
     defaults = {
-        "trials": trials,
-        "budget": budget,
+        "trials": settings["optimization_setting"]["number_of_samples"]
+        * fixed["learning_runs_per_job"],
+        "budget": fixed["config.rl_common_config.total_timesteps"],
         "eval_episodes": fixed["config.rl_common_config.eval_episodes"],
         "runs_per_job": fixed["learning_runs_per_job"],
         "reward_column": fixed.get("reward_column", "rollout/ep_rew_mean"),
@@ -141,11 +132,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.algo, args.env_id, args.settings = algo, env_id, settings
     out = args.out or REPO / "bench" / "results" / ("quick" if args.quick else "")
     args.out = out / args.task
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in {**ZOO_METHODS, **RL_RELAY_METHODS}]
+    methods = args.methods or ",".join(QUICK_METHODS if args.quick else DEFAULT_METHODS)
+    args.methods = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in args.methods if not _known(m)]
     if unknown:
         p.error(f"unknown method(s) {', '.join(unknown)}")
     return args
+
+
+def _known(method: str) -> bool:
+    base, _, runs = method.partition("@")
+    if base in ZOO_METHODS:
+        return not runs
+    return base in RL_RELAY_METHODS and (not runs or (runs.isdigit() and int(runs) > 0))
 
 
 def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str]], bool]:
@@ -158,16 +157,17 @@ def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str
     found = probe(env)
     fix = "not installed: pip install -e '.[bench]' (with -c constraints.txt)"
     state = {}
-    for m in methods:
+    for method in methods:
+        m = method.partition("@")[0]
         opt = RL_RELAY_METHODS.get(m, ("", {}))[0]
         needs = ["rl_zoo3", "optuna"] if m in ZOO_METHODS else ["nevergrad"] * (opt == "nevergrad")
         gone = [x for x in needs if importlib.util.find_spec(x) is None]
         if gone:
-            state[m] = ("failed", f"{', '.join(gone)} {fix}")
+            state[method] = ("failed", f"{', '.join(gone)} {fix}")
         elif m in RL_RELAY_METHODS and opt not in found["optimizers"]:
-            state[m] = ("missing", f"optimizer {opt!r} is not on this checkout")
+            state[method] = ("missing", f"optimizer {opt!r} is not on this checkout")
         else:
-            state[m] = ("", "")
+            state[method] = ("", "")
     return state, bool(found["hpo"])
 
 
@@ -279,7 +279,7 @@ def run_one(
         args.trials,
         args.budget,
         args.eval_episodes,
-        args.runs_per_job,
+        int(method.partition("@")[2] or args.runs_per_job),
         args.reward_column,
         args.workers,
         SEARCH_SEED + repeat,
@@ -311,7 +311,8 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
     stamp = dt.date.today().isoformat()
     header = (
         f"{args.task}: {args.algo.upper()} on {args.env_id}, {args.trials} trainings x"
-        f" {args.budget:,} env steps per search, rl-relay {args.runs_per_job} run(s) per job,"
+        f" {args.budget:,} env steps per search, rl-relay {args.runs_per_job} run(s) per job"
+        " (method@R: R),"
         f" {args.eval_episodes} deterministic evaluation episodes, {args.repeats} repeat(s),"
         f" {args.reeval_seeds} re-evaluation seeds; {os.cpu_count()} cores, {stamp}"
     )

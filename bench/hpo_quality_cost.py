@@ -43,7 +43,7 @@ def training_seconds(algo: str, rl_config: Mapping[str, Any], budget: int, n_env
     return STARTUP_S + steps * (SAC_STEP_S + batch * _per_sample_s(width, 1e-5, 1.6e-7))
 
 
-def _draw(p: Param, rng: random.Random) -> Any:
+def draw(p: Param, rng: random.Random) -> Any:
     if p.kind == "categorical":
         return rng.choice(p.options)
     if p.log:
@@ -69,7 +69,7 @@ def expected_seconds(
         config = {**template, "policy_kwargs": dict(template.get("policy_kwargs", {}))}
         net = list(config["policy_kwargs"].get("net_arch", [64, 64]))
         for p in space:
-            value = _draw(p, rng)
+            value = draw(p, rng)
             key = p.name.removeprefix("config.rl_config.")
             if key.startswith("policy_kwargs.net_arch:"):
                 net[int(key.rsplit(":", 1)[1])] = value

@@ -197,7 +197,7 @@ def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
 
 def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> dict[str, Any]:
     """The settings file of one rl-relay search: the shared one with the benchmark's budget."""
-    optimizer_str, optimizer_settings = RL_RELAY_METHODS[method]
+    optimizer_str, optimizer_settings = RL_RELAY_METHODS[method.partition("@")[0]]
     settings = json.loads(json.dumps(s.settings))
     samples = max(1, s.trials // s.runs_per_job)  # the same env-step budget as the zoo's
     settings.update(

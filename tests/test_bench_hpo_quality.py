@@ -478,3 +478,36 @@ def test_cost_model_charges_small_minibatches_and_rollout_rounding() -> None:
         expected_seconds("ppo", quick, {}, 10_000, 8)[0]
         < expected_seconds("ppo", full, {}, 10_000, 8)[0]
     )
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> None:
+    from hpo_quality import parse_args
+
+    s = settings(PPO_SETTINGS)
+    full = parse_args(["--task", "cartpole"])
+    fixed = s["fixed_params"]
+    assert (
+        full.trials
+        == s["optimization_setting"]["number_of_samples"] * fixed["learning_runs_per_job"]
+    )
+    assert full.budget == fixed["config.rl_common_config.total_timesteps"]
+    assert full.eval_episodes == fixed["config.rl_common_config.eval_episodes"]
+    assert "zoo" in full.methods and "cem" in full.methods
+    assert full.out == REPO / "bench" / "results" / "cartpole"
+    quick = parse_args(["--quick", "--reeval-seeds", "3"])
+    assert (quick.trials, quick.budget, quick.repeats, quick.reeval_seeds) == (4, 1_000, 1, 3)
+    assert quick.out == REPO / "bench" / "results" / "quick" / "cartpole"
+    assert max(by_name_of(quick.settings)["batch_size"].options) <= 256
+
+
+@pytest.mark.parametrize("methods", ["foo", "zoo@2", "cem@0", "cem@x"])
+def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
+    from hpo_quality import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--methods", f"zoo,{methods}"])
+    assert exit_.value.code == 1
+    assert methods in capsys.readouterr().err
