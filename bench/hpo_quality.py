@@ -24,14 +24,11 @@ Exits 1 when a method that exists failed (a method not on this checkout is a row
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -42,7 +39,8 @@ sys.path[:0] = [
 ]
 
 from hpo_quality_cost import expected_seconds  # noqa: E402
-from hpo_quality_lib import Outcome, format_table, summary, write_csv  # noqa: E402
+from hpo_quality_lib import Outcome  # noqa: E402
+from hpo_quality_report import report  # noqa: E402
 from hpo_quality_runs import (  # noqa: E402
     REPO,
     RL_RELAY_METHODS,
@@ -56,7 +54,7 @@ from hpo_quality_runs import (  # noqa: E402
 )
 from hpo_quality_space import restrict, space_of  # noqa: E402
 
-from rl_relay.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from rl_relay.atomic import atomic_write_json  # noqa: E402
 
 logger = logging.getLogger("hpo_quality")
 #: name: (zoo algo, env id, settings file, --quick limits on the space). The settings file
@@ -131,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     args.algo, args.env_id, args.settings = algo, env_id, settings
     out = args.out or REPO / "bench" / "results" / ("quick" if args.quick else "")
-    args.out = out / args.task
+    args.out = (out / args.task).resolve()  # children run in other directories
     methods = args.methods or ",".join(QUICK_METHODS if args.quick else DEFAULT_METHODS)
     args.methods = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in args.methods if not _known(m)]
@@ -256,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     order = {m: i for i, m in enumerate(args.methods)}
     outcomes.sort(key=lambda o: (order[o.method], o.repeat))
+    if (out / "work").is_dir() and not any((out / "work").iterdir()):
+        (out / "work").rmdir()
     return report(args, outcomes)
 
 
@@ -301,73 +301,6 @@ def run_one(
     if not args.keep and outcome.status == "ok":
         shutil.rmtree(work, ignore_errors=True)
     return outcome
-
-
-def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
-    """Print the table; write CSV, Markdown and PNG; 1 if any search or re-evaluation failed."""
-    out = args.out
-    rows = summary(outcomes)
-    table = format_table(rows)
-    stamp = dt.date.today().isoformat()
-    header = (
-        f"{args.task}: {args.algo.upper()} on {args.env_id}, {args.trials} trainings x"
-        f" {args.budget:,} env steps per search, rl-relay {args.runs_per_job} run(s) per job"
-        " (method@R: R),"
-        f" {args.eval_episodes} deterministic evaluation episodes, {args.repeats} repeat(s),"
-        f" {args.reeval_seeds} re-evaluation seeds; {os.cpu_count()} cores, {stamp}"
-    )
-    print("\n" + header + "\n\n" + table)
-    write_csv(out / "hpo_quality.csv", outcomes)
-    atomic_write_text(out / "hpo_quality.md", header + "\n\n" + table + "\n")
-    plot(outcomes, out / "hpo_quality.png", header)
-    failed = [o for o in outcomes if o.status == "failed"]
-    for o in failed:
-        print(f"\nFAILED {o.method} repeat {o.repeat}: {o.detail}", file=sys.stderr)
-    print(
-        f"\nwritten: {out / 'hpo_quality.csv'}, {out / 'hpo_quality.md'}, {out / 'hpo_quality.png'}"
-    )
-    return 1 if failed or not any(o.status == "ok" for o in outcomes) else 0
-
-
-def plot(outcomes: list[Outcome], path: Path, title: str) -> None:
-    """Re-evaluated score per method, one point per repeat (bars: 95% CI over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from hpo_quality_lib import t_interval
-
-    methods = list(dict.fromkeys(o.method for o in outcomes if o.status == "ok"))
-    fig, ax = plt.subplots(figsize=(1.6 * max(3, len(methods)) + 1, 4.5))
-    for x, method in enumerate(methods):
-        mine = [o for o in outcomes if o.method == method and o.status == "ok"]
-        for j, o in enumerate(mine):
-            mean, half = t_interval(o.reeval_rewards)
-            dx = (j - (len(mine) - 1) / 2) * 0.12
-            ax.errorbar(
-                x + dx,
-                mean,
-                yerr=0 if half != half else half,
-                fmt="o",
-                color="C0",
-                capsize=3,
-                label="re-evaluated (95% CI)" if x == j == 0 else None,
-            )
-            ax.plot(
-                x + dx,
-                o.estimate,
-                "x",
-                color="0.5",
-                label="search's own estimate" if x == j == 0 else None,
-            )
-    ax.set_xticks(range(len(methods)), methods)
-    ax.set_ylabel("mean episode return (deterministic)")
-    ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=7)
-    if methods:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -500,6 +500,7 @@ def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> 
     quick = parse_args(["--quick", "--reeval-seeds", "3"])
     assert (quick.trials, quick.budget, quick.repeats, quick.reeval_seeds) == (4, 1_000, 1, 3)
     assert quick.out == REPO / "bench" / "results" / "quick" / "cartpole"
+    assert parse_args(["--out", "rel"]).out == Path("rel").resolve() / "cartpole"
     assert max(by_name_of(quick.settings)["batch_size"].options) <= 256
 
 
@@ -511,3 +512,34 @@ def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
         parse_args(["--methods", f"zoo,{methods}"])
     assert exit_.value.code == 1
     assert methods in capsys.readouterr().err
+
+
+def test_report_writes_the_files_and_fails_when_a_search_failed(tmp_path, capsys) -> None:
+    import argparse
+
+    from hpo_quality_report import report
+
+    args = argparse.Namespace(
+        out=tmp_path,
+        task="cartpole",
+        algo="ppo",
+        env_id="CartPole-v1",
+        trials=16,
+        budget=10_000,
+        runs_per_job=1,
+        eval_episodes=5,
+        repeats=2,
+        reeval_seeds=2,
+    )
+    assert report(args, outcomes()) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "hpo_quality.csv",
+        "hpo_quality.md",
+        "hpo_quality.png",
+    }
+    assert "| cem | 1 |" in (tmp_path / "hpo_quality.md").read_text()
+    broken = [*outcomes(), Outcome("cartpole", "twopointsde", 0, "failed", "exit 1: boom")]
+    assert report(args, broken) == 1
+    assert "FAILED twopointsde repeat 0: exit 1: boom" in capsys.readouterr().err
+    only_missing = [Outcome("cartpole", "dgd", 0, "missing", "not here")]
+    assert report(args, only_missing) == 1  # nothing ran: not a benchmark
