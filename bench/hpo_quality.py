@@ -108,6 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke version: " + json.dumps(QUICK))
     p.add_argument("--out", type=Path, help="default bench/results (--quick: bench/results/quick)")
     p.add_argument("--keep", action="store_true", help="keep the searches' working directories")
+    p.add_argument("--estimate", action="store_true", help="print the time estimate and stop")
     args = p.parse_args(argv)
     algo, env_id, settings_file, limits = TASKS[args.task]
     settings = json.loads((REPO / settings_file).read_text(encoding="utf-8"))
@@ -198,9 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     env = Env.current()
     space = space_of(args.settings)
     out = args.out
-    if args.quick and out.exists():
+    if args.quick and out.exists() and not args.estimate:
         shutil.rmtree(out)  # the smoke test always runs everything
-    (out / "searches").mkdir(parents=True, exist_ok=True)
     options = (
         "trials",
         "budget",
@@ -220,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    atomic_write_json(options_file, run_options)
     missing, use_hpo = availability(args.methods, env)
     outcomes: list[Outcome] = []
     todo = []
@@ -239,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     if outcomes:
         print(f"{len(outcomes)} search(es) done before or not available, {len(todo)} to run")
     per_search = estimate(args, space, len(todo))
+    if args.estimate:
+        return 0
+    (out / "searches").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(options_file, run_options)
     spent = 0.0
     for i, (repeat, method, saved) in enumerate(todo):
         start = time.perf_counter()

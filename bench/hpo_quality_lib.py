@@ -6,6 +6,7 @@ without training anything (tests/test_bench_hpo_quality.py).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -108,6 +109,23 @@ def progress_env_steps(path: Path) -> int:
     return max((int(float(v)) for v in values if v), default=0)
 
 
+def step_env_steps(step_dir: Path) -> int:
+    """Env steps one step trained for: the learner's checkpoint info, else its progress.csv.
+
+    ``model.resume.json`` has ``num_timesteps`` at the end of the step; progress.csv alone
+    undercounts off-policy runs, which log every 4 episodes (SAC on Pendulum: every 800
+    steps), and its evaluation row has no step count.
+    """
+    from rl_relay.layout import StepPaths
+
+    paths = StepPaths(step_dir)
+    steps = progress_env_steps(paths.progress)
+    info = Path(str(paths.save_path) + ".resume.json")
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # absent or torn
+        steps = max(steps, int(json.loads(info.read_text(encoding="utf-8"))["num_timesteps"]))
+    return steps
+
+
 def job_env_steps(working_dir: Path) -> int:
     """Env steps a job trained for: every attempt of every run, over all its iterations.
 
@@ -118,7 +136,7 @@ def job_env_steps(working_dir: Path) -> int:
 
     per_attempt: dict[tuple[int, int], int] = {}
     for (run, _iteration, attempt), step_dir in JobPaths(working_dir).step_dirs():
-        steps = progress_env_steps(step_dir / "logs" / "progress.csv")
+        steps = step_env_steps(step_dir)
         per_attempt[run, attempt] = max(per_attempt.get((run, attempt), 0), steps)
     return sum(per_attempt.values())
 

@@ -314,6 +314,15 @@ def test_job_env_steps_counts_failed_attempts_and_chained_iterations_once(tmp_pa
     assert job_env_steps(tmp_path) == 512 + 1024 + 2048
 
 
+def test_off_policy_steps_come_from_the_checkpoint_info_when_the_log_lags(tmp_path) -> None:
+    # SAC logs every 4 episodes: progress.csv says 800 of the 1,000 steps trained
+    write_progress(tmp_path / "run_0.0-0" / "logs" / "progress.csv", [800])
+    (tmp_path / "run_0.0-0" / "model.resume.json").write_text('{"num_timesteps": 1000}')
+    write_progress(tmp_path / "run_1.0-0" / "logs" / "progress.csv", [800])
+    (tmp_path / "run_1.0-0" / "model.resume.json").write_text("{half-written")
+    assert job_env_steps(tmp_path) == 1000 + 800
+
+
 def test_best_job_is_the_first_row_with_the_metric_and_overrides_in_template_types(
     tmp_path,
 ) -> None:
