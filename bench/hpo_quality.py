@@ -42,6 +42,7 @@ from hpo_quality_cost import expected_seconds  # noqa: E402
 from hpo_quality_lib import Outcome  # noqa: E402
 from hpo_quality_report import report  # noqa: E402
 from hpo_quality_runs import (  # noqa: E402
+    NOT_COMPARED,
     REPO,
     RL_RELAY_METHODS,
     ZOO_METHODS,
@@ -149,19 +150,22 @@ def _known(method: str) -> bool:
 def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str]], bool]:
     """method -> ("", "") when it runs here, else (status, why); and whether `rl-relay hpo` exists.
 
-    A method whose optimiser is not on this checkout is "missing" (a row saying so); one the
-    installed bench extra should provide (rl_zoo3, optuna, nevergrad) is "failed", so that
-    a broken setup fails the smoke test instead of shrinking it.
+    A method whose optimiser is not on this checkout is "missing" and one the benchmark does
+    not compare (PBT) "skipped", each a row saying why; one the installed bench extra should
+    provide (rl_zoo3, optuna, nevergrad) is "failed", so that a broken setup fails the smoke
+    test instead of shrinking it.
     """
     found = probe(env)
-    fix = "not installed: pip install -e '.[bench]' (with -c constraints.txt)"
+    fix = "not installed: pip install -c constraints.txt -e '.[bench]'"
     state = {}
     for method in methods:
         m = method.partition("@")[0]
-        opt = RL_RELAY_METHODS.get(m, ("", {}))[0]
+        opt = RL_RELAY_METHODS.get(m, "")
         needs = ["rl_zoo3", "optuna"] if m in ZOO_METHODS else ["nevergrad"] * (opt == "nevergrad")
         gone = [x for x in needs if importlib.util.find_spec(x) is None]
-        if gone:
+        if m in NOT_COMPARED:
+            state[method] = ("skipped", NOT_COMPARED[m])
+        elif gone:
             state[method] = ("failed", f"{', '.join(gone)} {fix}")
         elif m in RL_RELAY_METHODS and opt not in found["optimizers"]:
             state[method] = ("missing", f"optimizer {opt!r} is not on this checkout")

@@ -29,7 +29,7 @@ class Outcome:
     task: str
     method: str
     repeat: int
-    status: str = "ok"  # "ok", "missing" (method not available) or "failed"
+    status: str = "ok"  # "ok", "missing" (not on this checkout), "skipped" or "failed"
     detail: str = ""
     trials: int = 0
     env_steps: int = 0

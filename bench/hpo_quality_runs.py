@@ -25,48 +25,59 @@ from hpo_quality_lib import (
     read_zoo_report,
     zoo_overrides,
 )
-from hpo_quality_space import Param, fixed_overrides
+from hpo_quality_space import Param, discretize, fixed_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 METRIC = "mean_eprewmean"
-#: rl-relay method -> (cluster_utils optimizer_str, optimizer_settings)
-RL_RELAY_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
-    "cem": ("cem_metaoptimizer", {"with_restarts": False, "num_jobs_in_elite": 5}),
-    "twopointsde": ("nevergrad", {"opt_alg": "twopointsde"}),
-    "genetic": ("genetic", {}),
-    "dgd": ("dgd", {}),
-    "pbt": ("pbt", {}),
+#: rl-relay method -> cluster_utils optimizer_str (settings: ``optimizer_settings``)
+RL_RELAY_METHODS = {
+    "cem": "cem_metaoptimizer",
+    "twopointsde": "nevergrad",
+    "genetic": "genetic",
+    "dgd": "dgd",
+    "pbt": "pbt",
+}
+#: Methods that exist but are not compared by this benchmark, and why (a row says so).
+NOT_COMPARED = {
+    "pbt": "a PBT result is a hyperparameter schedule for one longer training (a population"
+    " of chained iterations), not a configuration to re-train at the trials' budget; its"
+    " honest score is `rl-relay reevaluate` of the PBT run (docs/pbt.md)",
 }
 ZOO_METHODS = {"zoo": "none", "zoo-median": "median", "zoo-native": "none"}
-#: Modules that may register optimisers into cluster_utils' optimizer_dict when imported
-#: (the `rl-relay hpo` launcher's module is added at run time). Adjust when they land.
-REGISTERING_MODULES = ("rl_relay.optimizers",)
+#: DGD searches ordered value lists: continuous parameters become grids of this many points.
+DGD_GRID_POINTS = 7
 # Seeds the seeding of numpy/random in the server process: cluster_utils has no seed setting.
 _SEEDED = (
     "import random, sys, numpy; s = int(sys.argv.pop(1)); random.seed(s); numpy.random.seed(s);"
 )
+# rl-relay's optimisers are registered by `rl-relay hpo` (rl_relay.optimizers.register).
 _PROBE = """
-import importlib, json
+import json
 from cluster_utils.server.settings import optimizer_dict
-modules, hpo = list(MODULES), False
+hpo = False
 try:
     from rl_relay.cli import SUBCOMMANDS
     hpo = "hpo" in SUBCOMMANDS
-    if hpo:
-        modules.insert(0, SUBCOMMANDS["hpo"][0])
+    from rl_relay.optimizers import register
+    register(optimizer_dict)
 except ImportError:
     pass
-for name in modules:
-    try:
-        module = importlib.import_module(name)
-    except ImportError:
-        continue
-    for hook in ("register_optimizers", "register"):
-        if callable(getattr(module, hook, None)):
-            getattr(module, hook)()
 print(json.dumps({"hpo": hpo, "optimizers": sorted(optimizer_dict)}))
 """
+
+
+def optimizer_settings(method: str, samples: int, seed: int) -> dict[str, Any]:
+    """Each optimiser's settings for a search of ``samples`` jobs (its shipped defaults)."""
+    base = method.partition("@")[0]
+    if base == "cem":
+        return {"with_restarts": False, "num_jobs_in_elite": 5}
+    if base == "twopointsde":
+        return {"opt_alg": "twopointsde"}
+    if base == "genetic":  # as hp_optim_ppo_ga.json: a quarter of the jobs seed the population
+        return {"population_size": max(2, samples // 4), "parent_fraction": 0.25,
+                "mutation_probability": 0.2, "seed": seed}  # fmt: skip
+    return {"seed": seed}  # dgd: starts from the middle of every list
 
 
 @dataclass(frozen=True)
@@ -90,9 +101,12 @@ class Env:
 
 def probe(env: Env) -> dict[str, Any]:
     """Whether ``rl-relay hpo`` exists and which optimisers cluster_utils would know."""
-    code = _PROBE.replace("MODULES", repr(REGISTERING_MODULES))
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env.variables, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _PROBE],
+        env=env.variables,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -197,15 +211,17 @@ def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
 
 def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> dict[str, Any]:
     """The settings file of one rl-relay search: the shared one with the benchmark's budget."""
-    optimizer_str, optimizer_settings = RL_RELAY_METHODS[method.partition("@")[0]]
+    base = method.partition("@")[0]
     settings = json.loads(json.dumps(s.settings))
+    if base == "dgd":
+        settings = discretize(settings, DGD_GRID_POINTS)
     samples = max(1, s.trials // s.runs_per_job)  # the same env-step budget as the zoo's
     settings.update(
         optimization_procedure_name=name,
         results_dir=str(results_dir),
         remove_working_dirs=False,
-        optimizer_str=optimizer_str,
-        optimizer_settings=optimizer_settings,
+        optimizer_str=RL_RELAY_METHODS[base],
+        optimizer_settings=optimizer_settings(method, samples, s.seed),
         no_user_interaction=True,
     )
     venv = Path(sys.prefix)

@@ -170,3 +170,27 @@ def zoo_native_overrides(algo: str, params: Mapping[str, Any]) -> dict[str, Any]
         else:
             out[rl + key] = value
     return out
+
+
+def discretize(settings: Mapping[str, Any], points: int) -> dict:
+    """A copy whose numeric parameters are ordered grids over the same ranges (for ``dgd``).
+
+    Log-scaled ranges get log-spaced points, integers the distinct rounded ones; values are
+    rounded to 3 significant digits. Discrete parameters stay as they are.
+    """
+    out = copy.deepcopy(dict(settings))
+    for item in out.get("optimized_params", []):
+        kind_log = NUMERIC.get(item.get("distribution"))
+        if kind_log is None:
+            continue
+        (kind, log), (low, high), name = kind_log, item["bounds"], item["param"]
+        grid: list[float] = []
+        for i in range(points):
+            f = i / (points - 1)
+            value = low * (high / low) ** f if log else low + (high - low) * f
+            value = round(value) if kind == "int" else float(f"{value:.3g}")
+            if value not in grid:
+                grid.append(value)
+        item.clear()
+        item.update(param=name, distribution="Discrete", options=grid)
+    return out

@@ -475,6 +475,48 @@ def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> N
     )  # the shared settings are not changed
 
 
+def test_dgd_searches_ordered_grids_over_the_same_ranges(tmp_path) -> None:
+    from hpo_quality_runs import Search, rl_relay_settings
+
+    s = settings(PPO_SETTINGS)
+    search = Search(
+        "cartpole",
+        "ppo",
+        "CartPole-v1",
+        PPO_SETTINGS,
+        s,
+        space_of(s),
+        8,
+        1_000,
+        5,
+        1,
+        "eval/mean_reward",
+        2,
+        100,
+        0,
+    )
+    out = rl_relay_settings(search, "dgd", tmp_path, "search")
+    assert (out["optimizer_str"], out["optimizer_settings"]) == ("dgd", {"seed": 100})
+    grids = by_name_of(out)
+    assert all(p.kind == "categorical" for p in grids.values())
+    lr = grids["learning_rate"].options
+    assert (len(lr), lr[0], lr[-1]) == (7, 1e-5, 0.002) and list(lr) == sorted(lr)
+    assert lr[3] == pytest.approx(math.sqrt(1e-5 * 0.002), rel=1e-2)  # log-spaced
+    assert grids["max_grad_norm"].options[3] == pytest.approx(1.15)  # linear
+    assert grids["n_steps"].options == by_name(PPO_SETTINGS)["n_steps"].options
+    genetic = rl_relay_settings(search, "genetic", tmp_path, "search")["optimizer_settings"]
+    assert genetic["population_size"] == 2 and genetic["seed"] == 100
+
+
+def test_pbt_is_a_row_saying_why_it_is_not_compared() -> None:
+    from hpo_quality import availability
+    from hpo_quality_runs import Env
+
+    state, _ = availability(["pbt", "cem"], Env.current())
+    assert state["pbt"][0] == "skipped" and "schedule" in state["pbt"][1]
+    assert state["cem"] == ("", "")
+
+
 def test_cost_model_charges_small_minibatches_and_rollout_rounding() -> None:
     base = {"n_steps": 32, "batch_size": 256, "n_epochs": 10, "policy_kwargs": {"net_arch": [64]}}
     cheap = training_seconds("ppo", base, 10_000, 8)
