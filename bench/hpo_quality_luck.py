@@ -135,47 +135,74 @@ def evaluate(args: argparse.Namespace, n: int) -> list[list[dict]]:
     return data
 
 
+def _search(data, pool, n, per_job, second, objective, rng, seeds):
+    """One simulated search: (picked configuration, its estimate, the seeds it used).
+
+    ``n`` configurations with ``per_job`` runs each; ``second`` > 0: then the best ``second``
+    of them get one more run and the pick is among those, by the mean (two stages).
+    """
+    picks = rng.sample(pool, min(n, len(pool)))
+    used = {c: rng.sample(range(seeds), per_job) for c in picks}
+
+    def estimate(c):
+        return statistics.fmean(objective(data[c][s]) for s in used[c])
+
+    if second:
+        picks = sorted(picks, key=estimate, reverse=True)[:second]
+        for c in picks:
+            used[c].append(rng.choice([s for s in range(seeds) if s not in used[c]]))
+    best = max(picks, key=estimate)
+    return best, estimate(best), used[best]
+
+
 def simulate(data: list[list[dict]], search_runs: int, draws: int = 4000, seed: int = 1) -> None:
-    """Mean re-evaluated score of the configuration each objective picks, and P(top quarter)."""
+    """Score on fresh seeds of the configuration each rule picks, P(best quarter), optimism."""
     data = [d for d in data if len(d) >= 3]
     seeds = min(len(d) for d in data)
-    truth_all = [statistics.fmean(statistics.fmean(r["episodes"]) for r in d) for d in data]
-    top = sorted(truth_all)[-max(1, len(data) // 4)]
+    truth = [statistics.fmean(statistics.fmean(r["episodes"]) for r in d) for d in data]
+    top = sorted(truth)[-max(1, len(data) // 4)]
     objectives = {
         "eval/mean_reward, 5 episodes": lambda r: statistics.fmean(r["episodes"][:5]),
         "eval/mean_reward, 10 episodes": lambda r: statistics.fmean(r["episodes"][:10]),
         "eval/mean_reward, 30 episodes": lambda r: statistics.fmean(r["episodes"]),
         "rollout/ep_rew_mean": lambda r: r["rollout"],
     }
+    eval10 = objectives["eval/mean_reward, 10 episodes"]
+    second = max(1, search_runs // 4)
+    everything = list(range(len(data)))
+    good = sorted(everything, key=lambda c: -truth[c])[:search_runs]
+    rules = [(name, obj, everything, r, 0) for name, obj in objectives.items() for r in (1, 2, 3)]
+    rules += [("eval/mean_reward, 10 episodes, two stages", eval10, everything, 1, second)]
+    rules += [("the same, among the pool's best", eval10, good, r, 0) for r in (1, 2)]
     print(
         f"pool: {len(data)} configurations x {seeds} seeds; truth: mean of the unused seeds'"
         f" {len(data[0][0]['episodes'])}-episode evaluations; best quarter >= {top:.1f};"
-        f" pool mean {statistics.fmean(truth_all):.1f}, best {max(truth_all):.1f}"
+        f" pool mean {statistics.fmean(truth):.1f}, best {max(truth):.1f}"
     )
     print(f"random search of {search_runs} trainings, {draws} draws:")
-    print("| objective | runs per job | configurations | picked: mean score | P(best quarter) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| objective | runs per job | configurations | picked: score on fresh seeds |"
+        " P(best quarter) | estimate - score |"
+    )
+    print("|---|---|---|---|---|---|")
     rng = random.Random(seed)
-    for name, objective in objectives.items():
-        for per_job in (1, 2, 3):
-            if per_job >= seeds:
-                continue
-            n = max(1, search_runs // per_job)
-            scores, hits = [], 0
-            for _ in range(draws):
-                picks = rng.sample(range(len(data)), min(n, len(data)))
-                used = {c: rng.sample(range(seeds), per_job) for c in picks}
-                best = max(
-                    picks, key=lambda c: statistics.fmean(objective(data[c][s]) for s in used[c])
-                )
-                rest = [s for s in range(seeds) if s not in used[best]]
-                score = statistics.fmean(statistics.fmean(data[best][s]["episodes"]) for s in rest)
-                scores.append(score)
-                hits += truth_all[best] >= top
-            print(
-                f"| {name} | {per_job} | {n} | {statistics.fmean(scores):.1f} |"
-                f" {hits / draws:.2f} |"
-            )
+    for name, objective, pool, per_job, extra in rules:
+        if per_job >= seeds:
+            continue
+        n = (search_runs - extra) // per_job
+        scores, hits, optimism = [], 0, []
+        for _ in range(draws):
+            best, est, used = _search(data, pool, n, per_job, extra, objective, rng, seeds)
+            rest = [s for s in range(seeds) if s not in used]
+            score = statistics.fmean(statistics.fmean(data[best][s]["episodes"]) for s in rest)
+            scores.append(score)
+            optimism.append(est - score)
+            hits += truth[best] >= top
+        label = f"{n} + best {extra} again" if extra else str(n)
+        print(
+            f"| {name} | {per_job} | {label} | {statistics.fmean(scores):.1f} |"
+            f" {hits / draws:.2f} | {statistics.fmean(optimism):.1f} |"
+        )
 
 
 def main() -> None:
