@@ -1,0 +1,330 @@
+"""The subprocesses of ``bench/hpo_quality.py``: one search per method, and the re-evaluation.
+
+Every search and re-evaluation is a child process in its own directory; its output goes to
+a log file there, whose tail a failure reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpo_quality_lib import (
+    Outcome,
+    job_env_steps,
+    job_rewards,
+    read_best_job,
+    read_zoo_report,
+    zoo_overrides,
+)
+from hpo_quality_space import Param, discretize, fixed_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+METRIC = "mean_eprewmean"
+#: rl-relay method -> cluster_utils optimizer_str (settings: ``optimizer_settings``)
+RL_RELAY_METHODS = {
+    "cem": "cem_metaoptimizer",
+    "twopointsde": "nevergrad",
+    "genetic": "genetic",
+    "dgd": "dgd",
+    "pbt": "pbt",
+}
+#: Methods that exist but are not compared by this benchmark, and why (a row says so).
+NOT_COMPARED = {
+    "pbt": "a PBT result is a hyperparameter schedule for one longer training (a population"
+    " of chained iterations), not a configuration to re-train at the trials' budget; its"
+    " honest score is `rl-relay reevaluate` of the PBT run (docs/pbt.md)",
+}
+ZOO_METHODS = {"zoo": "none", "zoo-median": "median", "zoo-native": "none"}
+#: DGD searches ordered value lists: continuous parameters become grids of this many points.
+DGD_GRID_POINTS = 7
+# Seeds the seeding of numpy/random in the server process: cluster_utils has no seed setting.
+_SEEDED = (
+    "import random, sys, numpy; s = int(sys.argv.pop(1)); random.seed(s); numpy.random.seed(s);"
+)
+# rl-relay's optimisers are registered by `rl-relay hpo` (rl_relay.optimizers.register).
+_PROBE = """
+import json
+from cluster_utils.server.settings import optimizer_dict
+hpo = False
+try:
+    from rl_relay.cli import SUBCOMMANDS
+    hpo = "hpo" in SUBCOMMANDS
+    from rl_relay.optimizers import register
+    register(optimizer_dict)
+except ImportError:
+    pass
+print(json.dumps({"hpo": hpo, "optimizers": sorted(optimizer_dict)}))
+"""
+
+
+def optimizer_settings(method: str, samples: int, seed: int) -> dict[str, Any]:
+    """Each optimiser's settings for a search of ``samples`` jobs (its shipped defaults)."""
+    base = method.partition("@")[0]
+    if base == "cem":
+        return {"with_restarts": False, "num_jobs_in_elite": 5}
+    if base == "twopointsde":
+        return {"opt_alg": "twopointsde"}
+    if base == "genetic":  # as hp_optim_ppo_ga.json: a quarter of the jobs seed the population
+        return {"population_size": max(2, samples // 4), "parent_fraction": 0.25,
+                "mutation_probability": 0.2, "seed": seed}  # fmt: skip
+    return {"seed": seed}  # dgd: starts from the middle of every list
+
+
+@dataclass(frozen=True)
+class Env:
+    """What every child gets: the worktree's package first, the cluster_utils cache set."""
+
+    variables: dict[str, str]
+
+    @classmethod
+    def current(cls) -> Env:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
+        )
+        cache = env.setdefault(
+            "CLUSTER_UTILS_CACHE_DIR", str(Path.home() / ".cache" / "cluster_utils")
+        )
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        return cls(env)
+
+
+def probe(env: Env) -> dict[str, Any]:
+    """Whether ``rl-relay hpo`` exists and which optimisers cluster_utils would know."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        env=env.variables,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run(cmd: Sequence[str], cwd: Path, log: Path, env: Env, cpu: int | None = None) -> int:
+    def pin() -> None:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+
+    with open(log, "w", encoding="utf-8") as out:
+        return subprocess.run(
+            list(cmd),
+            cwd=cwd,
+            env=env.variables,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin if cpu is not None else None,
+        ).returncode
+
+
+def tail(log: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Search:
+    """One search to run: the same for every method except the method itself."""
+
+    task: str
+    algo: str
+    env_id: str
+    space_file: Path
+    settings: dict[str, Any]
+    space: list[Param]
+    trials: int
+    budget: int
+    eval_episodes: int
+    runs_per_job: int
+    reward_column: str
+    workers: int
+    seed: int
+    repeat: int
+
+
+def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
+    """rl_zoo3's Optuna TPE search on the shared space (or its own, for zoo-native)."""
+    outcome = Outcome(s.task, method, s.repeat)
+    native = method == "zoo-native"
+    cmd = [
+        sys.executable,
+        str(BENCH / "hpo_quality_zoo.py"),
+        "--space",
+        str(s.space_file),
+        *(["--native"] if native else []),
+        "--",
+        "--algo",
+        s.algo,
+        "--env",
+        s.env_id,
+        "-optimize",
+        "--n-trials",
+        str(s.trials),
+        "--n-jobs",
+        str(s.workers),
+        "--sampler",
+        "tpe",
+        "--pruner",
+        ZOO_METHODS[method],
+        "-n",
+        str(s.budget),
+        "--eval-episodes",
+        str(s.eval_episodes),
+        "--seed",
+        str(s.seed),
+        "--num-threads",
+        "1",
+        "--device",
+        "cpu",
+        "-f",
+        str(work / "logs"),
+        "--no-optim-plots",
+    ]
+    if method == "zoo-median":
+        cmd += ["--n-evaluations", "4"]  # one evaluation (the default at 10k) prunes nothing
+    start = time.perf_counter()
+    code = _run(cmd, work, work / "search.log", env)
+    outcome.wall_seconds = time.perf_counter() - start
+    reports = sorted((work / "logs" / s.algo).glob("report_*.csv"))
+    if code != 0 or not reports:
+        outcome.status, outcome.detail = "failed", f"exit {code}: {tail(work / 'search.log')}"
+        return outcome
+    found = read_zoo_report(reports[-1])
+    outcome.trials, outcome.env_steps = found.trials, found.env_steps or 0
+    outcome.estimate = found.best_value
+    outcome.overrides = zoo_overrides(found, s.space, s.algo if native else None)
+    return outcome
+
+
+def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> dict[str, Any]:
+    """The settings file of one rl-relay search: the shared one with the benchmark's budget."""
+    base = method.partition("@")[0]
+    settings = json.loads(json.dumps(s.settings))
+    if base == "dgd":
+        settings = discretize(settings, DGD_GRID_POINTS)
+    samples = max(1, s.trials // s.runs_per_job)  # the same env-step budget as the zoo's
+    settings.update(
+        optimization_procedure_name=name,
+        results_dir=str(results_dir),
+        remove_working_dirs=False,
+        optimizer_str=RL_RELAY_METHODS[base],
+        optimizer_settings=optimizer_settings(method, samples, s.seed),
+        no_user_interaction=True,
+    )
+    venv = Path(sys.prefix)
+    settings["environment_setup"] = (
+        {"virtual_env_path": str(venv)} if (venv / "bin" / "activate").exists() else {}
+    )
+    settings["cluster_requirements"] = {"request_cpus": 1, "max_cpus": s.workers}
+    settings["fixed_params"].update(
+        {
+            "learning_runs_per_job": s.runs_per_job,
+            "training_iterations": 1,
+            "seed": s.seed,
+            "reward_column": s.reward_column,
+            "config.rl_common_config.total_timesteps": s.budget,
+            "config.rl_common_config.eval_episodes": s.eval_episodes,
+        }
+    )
+    settings["optimization_setting"].update(
+        number_of_samples=samples, n_jobs_per_iteration=max(s.workers, samples // 4)
+    )
+    return settings
+
+
+def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool) -> Outcome:
+    """One cluster_utils search with the local backend, seeded, from the repository root."""
+    outcome = Outcome(s.task, method, s.repeat)
+    name = "search"
+    settings_file = work / "settings.json"
+    settings_file.write_text(json.dumps(rl_relay_settings(s, method, work, name), indent=2))
+    if use_hpo:
+        launch = "from rl_relay.cli import main; sys.exit(main(['hpo', '--local', *sys.argv[1:]]))"
+    else:
+        launch = "from rl_relay.local_hpo import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", _SEEDED + launch, str(s.seed), str(settings_file)]
+    start = time.perf_counter()
+    code = _run(cmd, REPO, work / "search.log", env)
+    outcome.wall_seconds = time.perf_counter() - start
+    results = work / name
+    jobs = [d for d in (results / "working_directories").glob("*") if d.is_dir()]
+    if code != 0 or not (results / "all_data.csv").exists():
+        outcome.status, outcome.detail = "failed", f"exit {code}: {tail(work / 'search.log')}"
+        return outcome
+    outcome.trials = len(jobs)
+    outcome.env_steps = sum(job_env_steps(d) for d in jobs)
+    outcome.estimate, outcome.overrides = read_best_job(results / "all_data.csv", s.space, METRIC)
+    return outcome
+
+
+def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, base: int) -> None:
+    """Train the chosen configuration with ``seeds`` fresh seeds at the full budget.
+
+    rl-relay's job runner by hand (``wrappers/run_learning.py params.json``), split over the
+    workers, each pinned to one CPU; worker w uses base seed ``base + w``, so every method's
+    choice is re-evaluated on the same seeds, none of which a search used.
+    """
+    templates = str((REPO / s.settings["fixed_params"]["config.config_templates"]).resolve())
+    shares = [seeds // s.workers + (w < seeds % s.workers) for w in range(s.workers)]
+    cpus = sorted(os.sched_getaffinity(0))
+    procs = []
+    for w, runs in enumerate(r for r in shares if r):
+        wd = work / f"reeval{w}"
+        if wd.exists():
+            shutil.rmtree(wd)  # an interrupted re-evaluation starts over
+        wd.mkdir(parents=True)
+        params = {
+            **fixed_overrides(s.settings),
+            "config.config_templates": templates,
+            "config.rl_common_config.total_timesteps": s.budget,
+            "config.rl_common_config.eval_episodes": s.eval_episodes,
+            **outcome.overrides,
+            "learning_runs_per_job": runs,
+            "max_attempts": 2,
+            "training_iterations": 1,
+            "seed": base + w,
+            "reward_column": "eval/mean_reward",
+            "working_dir": str(wd),
+        }
+        (wd / "params.json").write_text(json.dumps(params, indent=2))
+        cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(wd / "params.json")]
+        log = open(wd / "reeval.log", "w", encoding="utf-8")  # noqa: SIM115
+        cpu = cpus[w % len(cpus)]
+        procs.append(
+            (
+                wd,
+                log,
+                subprocess.Popen(
+                    cmd,
+                    cwd=REPO,
+                    env=env.variables,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c}),
+                ),
+            )
+        )
+    failures = []
+    for wd, log, proc in procs:
+        code = proc.wait()
+        log.close()
+        if code != 0:
+            failures.append(f"{wd.name} exit {code}: {tail(wd / 'reeval.log')}")
+        outcome.reeval_rewards += job_rewards(wd)
+        outcome.reeval_env_steps += job_env_steps(wd)
+    if failures:
+        outcome.status, outcome.detail = "failed", "re-evaluation: " + "\n".join(failures)
