@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite (what .ci/run runs). Extra arguments go to pytest.
+# Set up and run the whole test suite (what .ci/run runs), then the benchmarks' smoke runs
+# (so that the comparisons themselves keep working). Extra arguments go to pytest.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
@@ -7,3 +8,7 @@ source "$repo/scripts/setup.sh"
 cd "$repo"
 ruff check src tests wrappers bench
 python -m pytest -ra "$@"
+if [ "$#" -eq 0 ]; then  # the whole suite was asked for: the benchmarks' smoke runs too
+    python bench/hpo_quality.py --quick --out "$(mktemp -d)"
+    python bench/pbt.py --quick
+fi
