@@ -11,12 +11,10 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Mapping
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+from rl_relay.validation import load_schema, problems
 
 KINDS = ("rl_config", "rl_common_config", "env_config")
 #: rl_config keys the job sets per attempt: where to load, save and log.
@@ -29,10 +27,8 @@ class LearnerConfigError(ValueError):
     """The configs cannot be trained with: every problem, one per line."""
 
 
-@cache
 def schema(kind: str) -> dict[str, Any]:
-    text = resources.files("rl_relay.learner").joinpath(f"schemas/{kind}.schema.json")
-    return json.loads(text.read_text(encoding="utf-8"))
+    return load_schema(kind, package="rl_relay.learner")
 
 
 def activation_names() -> list[str]:
@@ -80,12 +76,7 @@ def load_main_config(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _schema_problems(kind: str, document: Any, source: str) -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema(kind))
-    problems = []
-    for err in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
-        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        problems.append(f"{source}: {key}: {err.message}")
-    return problems
+    return [f"{source}: {p.key}: {p.message}" for p in problems(schema(kind), document)]
 
 
 def validate_configs(configs: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:

@@ -24,6 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
 
 from rl_relay import exit_codes
+from rl_relay.layout import PROGRESS_FILE
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
 from rl_relay.learner.envs import make_eval_env, make_training_env
@@ -73,7 +74,7 @@ class AppendingCSVOutputFormat(CSVOutputFormat):
 def make_logger(log_path: str, formats: list[str]) -> Logger:
     Path(log_path).mkdir(parents=True, exist_ok=True)
     outputs = [
-        AppendingCSVOutputFormat(str(Path(log_path) / "progress.csv"))
+        AppendingCSVOutputFormat(str(Path(log_path) / PROGRESS_FILE))
         if fmt == "csv"
         else make_output_format(fmt, log_path)
         for fmt in dict.fromkeys(["csv", *formats])

@@ -9,17 +9,13 @@ rejects a PBT that would optimise anything else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from rl_relay.paramtree import lookup, plain
+from rl_relay.validation import load_schema, problems
 
 OPTIMIZER_NAME = "pbt"
 
@@ -57,25 +53,22 @@ class PBTSettingsError(ValueError):
     """The PBT optimizer_settings are invalid: every problem, one per line."""
 
 
-@cache
 def schema() -> dict[str, Any]:
-    text = resources.files("rl_relay").joinpath("schemas/pbt_settings.schema.json")
-    return json.loads(text.read_text(encoding="utf-8"))
+    return load_schema("pbt_settings")
 
 
 def settings_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(key, message)`` for every schema violation of ``optimizer_settings``."""
-    validator = jsonschema.Draft202012Validator(schema())
-    problems = []
-    for err in sorted(validator.iter_errors(plain(raw)), key=lambda e: list(e.absolute_path)):
-        path = ".".join(str(p) for p in err.absolute_path)
-        if err.validator == "additionalProperties" and not path:
+    found = []
+    for problem in problems(schema(), plain(raw)):
+        if problem.rule == "additionalProperties" and problem.key == "(top level)":
             known = ", ".join(schema()["properties"])
-            problems.append(("optimizer_settings", f"{err.message}; PBT's settings are {known}"))
-            continue
-        key = f"optimizer_settings.{path}" if path else "optimizer_settings"
-        problems.append((key, err.message))
-    return problems
+            found.append(("optimizer_settings", f"{problem.message}; PBT's settings are {known}"))
+        elif problem.key == "(top level)":
+            found.append(("optimizer_settings", problem.message))
+        else:
+            found.append((f"optimizer_settings.{problem.key}", problem.message))
+    return found
 
 
 @dataclass(frozen=True)
