@@ -11,18 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_text
-from rl_relay.layout import RECOMMENDATION_FILE, ResultsPaths, StepPaths
+from rl_relay.layout import ResultsPaths, StepPaths
 from rl_relay.metrics import LEARNING_RUNS
 from rl_relay.report.figures import (
     curves_figure,
     failures_figure,
     objective_figure,
     progress_figure,
-    reevaluation_figure,
     short,
 )
 from rl_relay.report.model import DONE, FAILED, RUNNING, JobInfo, Results
-from rl_relay.report.readers import read_csv_rows
+from rl_relay.report.reevaluation import reevaluation_section
 
 logger = logging.getLogger("rl_relay.report")
 
@@ -242,31 +241,6 @@ def _jobs_section(results: Results, out: Path) -> str:
     return _table(headers, rows, row_classes=classes)
 
 
-def _reevaluation_section(results: Results, out: Path) -> list[str]:
-    """The re-evaluation on fresh seeds, when ``rl-relay reevaluate`` has run."""
-    paths = ResultsPaths(results.directory)
-    header, rows = read_csv_rows(paths.reevaluation_summary)
-    if not rows:
-        return []
-    records = [dict(zip(header, row, strict=True)) for row in rows]
-    figure = reevaluation_figure(records, results.metric, out)
-    try:
-        advice = (paths.reevaluation / RECOMMENDATION_FILE).read_text(encoding="utf-8")
-    except OSError:
-        advice = ""
-    shown = [h for h in header if h != "seeds"]
-    return [
-        "<h2>Re-evaluation on fresh seeds</h2>",
-        "<p>The best configurations run again on seeds no search job used"
-        " (<code>rl-relay reevaluate</code>): the search's estimate of its best is biased"
-        " upwards by selection; the re-evaluated mean and its 95% interval are the honest"
-        " numbers.</p>",
-        f"<p><b>{_e(advice.strip())}</b></p>" if advice else "",
-        _img(figure, "search estimate and re-evaluated interval per configuration"),
-        _table([short(h) for h in shown], [[_cell(r[h]) for h in shown] for r in records]),
-    ]
-
-
 def _pbt_section(results: Results, out: Path) -> list[str]:
     population = ResultsPaths(results.directory).population
     if not population.is_dir():
@@ -274,13 +248,6 @@ def _pbt_section(results: Results, out: Path) -> list[str]:
     from rl_relay.report.pbt import pbt_section
 
     return pbt_section(population, out, results.minimize, _table, _img, _e)
-
-
-def _cell(text: str) -> Any:
-    try:
-        return float(text) if "." in text or "e" in text else int(text)
-    except ValueError:
-        return text
 
 
 def write_report(
@@ -332,7 +299,7 @@ def write_report(
         _failures_section(results, failures, out),
         "<h2>All jobs</h2>",
         _jobs_section(results, out),
-        *_reevaluation_section(results, out),
+        *reevaluation_section(results.directory, results.metric, out, _table, _img, _e),
         *_pbt_section(results, out),
     ]
     page = (
