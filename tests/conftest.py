@@ -46,23 +46,27 @@ def write_stand_in_templates(directory: Path, rl: dict[str, Any] | None = None) 
     return index
 
 
+def stand_in_params(tmp_path: Path, rl: dict[str, Any] | None = None, **params: Any) -> dict:
+    """A job's parameters for the stand-in learner on stand-in templates in ``tmp_path``."""
+    index = write_stand_in_templates(tmp_path / "templates", rl)
+    return {
+        "config": {"config_templates": str(index)},
+        "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
+        "working_dir": str(tmp_path / "wd"),
+        "learning_runs_per_job": 2,
+        "max_attempts": 2,
+        "training_iterations": 1,
+        **params,
+    }
+
+
 @pytest.fixture
 def make_job(tmp_path: Path) -> Callable[..., Path]:
     """Write templates and a parameter file; return the parameter file's path."""
 
     def make(rl: dict[str, Any] | None = None, **params: Any) -> Path:
-        index = write_stand_in_templates(tmp_path / "templates", rl)
-        full = {
-            "config": {"config_templates": str(index)},
-            "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-            "working_dir": str(tmp_path / "wd"),
-            "learning_runs_per_job": 2,
-            "max_attempts": 2,
-            "training_iterations": 1,
-        }
-        full.update(params)
         path = tmp_path / "params.json"
-        path.write_text(json.dumps(full))
+        path.write_text(json.dumps(stand_in_params(tmp_path, rl, **params)))
         return path
 
     return make
@@ -145,10 +149,10 @@ def stand_in_settings(
     return local_settings(tmp_path, {**base, **fixed}, samples=samples)
 
 
-def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """`rl-relay hpo --local`: cluster_utils' hp_optimization with its local backend."""
+def rl_relay(*args: str) -> subprocess.CompletedProcess:
+    """The ``rl-relay`` command, from the repository root, without a terminal."""
     return subprocess.run(
-        [sys.executable, "-m", "rl_relay.cli", "hpo", "--local", str(settings), *overrides],
+        [sys.executable, "-m", "rl_relay.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -156,3 +160,8 @@ def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProc
         stdin=subprocess.DEVNULL,
         env=dict(os.environ),
     )
+
+
+def hp_optimization(settings: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`rl-relay hpo --local`: cluster_utils' hp_optimization with its local backend."""
+    return rl_relay("hpo", "--local", str(settings), *overrides)

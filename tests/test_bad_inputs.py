@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STAND_IN_LEARNER, write_stand_in_templates
+from conftest import STAND_IN_LEARNER, stand_in_params, write_stand_in_templates
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,15 +46,7 @@ def _restore_process_state() -> Iterator[None]:
 def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """A job that has finished one of its two runs: what must never be lost."""
     tmp = tmp_path_factory.mktemp("finished")
-    index = write_stand_in_templates(tmp / "templates")
-    params = {
-        "config": {"config_templates": str(index)},
-        "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        "working_dir": str(tmp / "wd"),
-        "learning_runs_per_job": 2,
-        "training_iterations": 1,
-        "max_attempts": 1,
-    }
+    params = stand_in_params(tmp, max_attempts=1)
     # run 1 fails: the job gives up after run 0 is done
     rl = json.loads((tmp / "templates" / "rl.json").read_text())
     (tmp / "templates" / "rl.json").write_text(json.dumps({**rl, "fail_dirs": ["run_1.0-0"]}))

@@ -7,13 +7,12 @@ signal came. The learning command is the stand-in learner (a real subprocess).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import STAND_IN_LEARNER, read_json, write_stand_in_templates
+from conftest import read_json, stand_in_params
 
 from rl_relay import exit_codes
 from rl_relay.job_config import JobConfig, prepare
@@ -43,16 +42,7 @@ class FakeServer:
 
 
 def job(tmp_path: Path, rl: dict[str, Any] | None = None, **params: Any) -> JobConfig:
-    index = write_stand_in_templates(tmp_path / "templates", rl)
-    full = {
-        "config": {"config_templates": str(index)},
-        "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-        "working_dir": str(tmp_path / "wd"),
-        "learning_runs_per_job": 2,
-        "training_iterations": 2,
-        "max_attempts": 2,
-        **params,
-    }
+    full = stand_in_params(tmp_path, rl, **{"training_iterations": 2, **params})
     return prepare(full, "test params", tmp_path)
 
 

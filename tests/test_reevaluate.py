@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, hp_optimization, read_json, stand_in_settings
+from conftest import hp_optimization, read_json, rl_relay, stand_in_settings
 
 from rl_relay.reevaluation import (
     FIRST_BASE_SEED,
@@ -102,15 +101,7 @@ def search(tmp_path: Path, seed: int) -> Path:
 
 
 def reevaluate(results: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rl_relay.cli", "reevaluate", str(results), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-        env=dict(os.environ),
-    )
+    return rl_relay("reevaluate", str(results), *args)
 
 
 def seeds_in(root: Path) -> set[int]:
