@@ -50,6 +50,7 @@ def check_optimizer(ctx: Context) -> list[Problem]:
         from rl_relay.pbt.settings import pbt_problems
 
         found += [Problem(ctx.at(key), what) for key, what in pbt_problems(ctx.settings, ctx.cwd)]
+        found = list(dict.fromkeys(found))  # pbt_problems repeats the settings' own checks
     if ctx.plain_cluster_utils and optimizer in OPTIMIZERS:
         found.append(
             Problem(
