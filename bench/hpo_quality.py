@@ -110,6 +110,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="default bench/results (--quick: bench/results/quick)")
     p.add_argument("--keep", action="store_true", help="keep the searches' working directories")
     p.add_argument("--estimate", action="store_true", help="print the time estimate and stop")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the table from the searches finished so far; run nothing",
+    )
     args = p.parse_args(argv)
     algo, env_id, settings_file, limits = TASKS[args.task]
     settings = json.loads((REPO / settings_file).read_text(encoding="utf-8"))
@@ -244,8 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     per_search = estimate(args, space, len(todo))
     if args.estimate:
         return 0
+    if args.report_only:
+        outcomes += [
+            Outcome(args.task, method, repeat, "not run", "not run yet (run without --report-only)")
+            for repeat, method, _ in todo
+        ]
+        todo = []
     (out / "searches").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(options_file, run_options)
+    if todo:
+        atomic_write_json(options_file, run_options)
     spent = 0.0
     for i, (repeat, method, saved) in enumerate(todo):
         start = time.perf_counter()

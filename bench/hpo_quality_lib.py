@@ -29,7 +29,7 @@ class Outcome:
     task: str
     method: str
     repeat: int
-    status: str = "ok"  # "ok", "missing" (not on this checkout), "skipped" or "failed"
+    status: str = "ok"  # "ok", "missing" (not on this checkout), "not run", "failed"
     detail: str = ""
     trials: int = 0
     env_steps: int = 0
@@ -176,6 +176,53 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
         / math.sqrt(len(values))
     )
     return mean, float(half)
+
+
+def welch_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """(mean(a) - mean(b), half width of Welch's t interval); nan half width below 2 each."""
+    if not a or not b:
+        return math.nan, math.nan
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return diff, 0.0
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    from scipy.stats import t
+
+    return diff, float(t.ppf(0.5 + confidence / 2, dof) * math.sqrt(va + vb))
+
+
+def versus(outcomes: Sequence[Outcome], reference: str = "zoo") -> list[str]:
+    """One line per other method: its pooled re-evaluated mean minus the reference's, and
+    whether the 95% interval of that difference excludes 0 (the README's verdict)."""
+    pooled: dict[str, list[float]] = {}
+    for o in outcomes:
+        if o.status == "ok":
+            pooled.setdefault(o.method, []).extend(o.reeval_rewards)
+    if not pooled.get(reference):
+        return []
+    lines = []
+    for method, rewards in pooled.items():
+        if method == reference or not rewards:
+            continue
+        diff, half = welch_interval(rewards, pooled[reference])
+        if math.isnan(half):
+            verdict = "too few seeds to tell"
+        elif diff - half > 0:
+            verdict = "better"
+        elif diff + half < 0:
+            verdict = "worse"
+        else:
+            verdict = "within noise"
+        lines.append(
+            f"{method} - {reference}: {diff:+,.1f} ± {_fmt(half)} (95% Welch interval over"
+            f" {len(rewards)} and {len(pooled[reference])} re-evaluations): {verdict}"
+        )
+    return lines
 
 
 def _median(values: Iterable[float]) -> float:

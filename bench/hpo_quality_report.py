@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from hpo_quality_lib import Outcome, format_table, summary, t_interval, write_csv
+from hpo_quality_lib import Outcome, format_table, summary, t_interval, versus, write_csv
 
 from rl_relay.atomic import atomic_write_text
 
@@ -28,6 +28,9 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
         f" {args.eval_episodes} deterministic evaluation episodes, {args.repeats} repeat(s),"
         f" {args.reeval_seeds} re-evaluation seeds; {os.cpu_count()} cores, {stamp}"
     )
+    against = versus(outcomes)
+    if against:
+        table += "\n\nRe-evaluated against the zoo:\n\n" + "\n".join(f"- {x}" for x in against)
     print("\n" + header + "\n\n" + table)
     write_csv(out / "hpo_quality.csv", outcomes)
     atomic_write_text(out / "hpo_quality.md", header + "\n\n" + table + "\n")

@@ -29,6 +29,8 @@ from hpo_quality_lib import (  # noqa: E402
     read_zoo_report,
     summary,
     t_interval,
+    versus,
+    welch_interval,
     write_csv,
     zoo_overrides,
 )
@@ -421,6 +423,66 @@ def test_table_has_a_row_per_method_and_says_why_one_is_missing() -> None:
     assert len(table) == 2 + 3
     assert table[2].startswith("| zoo | 2 | 190,000 | 110 | 490.0 | 215.0 ± ")
     assert "missing: optimizer 'dgd' is not here" in table[4]
+
+
+def test_welch_interval_matches_scipys_welch_test() -> None:
+    from scipy.stats import ttest_ind
+
+    a, b = [412.0, 500.0, 388.5, 450.0, 301.0], [350.0, 330.5, 410.0, 290.0]
+    low, high = ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    diff, half = welch_interval(a, b)
+    assert diff == pytest.approx((low + high) / 2) and half == pytest.approx((high - low) / 2)
+
+
+def test_versus_calls_a_difference_only_when_its_interval_excludes_zero() -> None:
+    def o(method: str, rewards: list[float]) -> Outcome:
+        return Outcome("cartpole", method, 0, reeval_rewards=rewards)
+
+    zoo = o("zoo", [400.0, 410.0, 390.0, 405.0])
+    lines = versus(
+        [
+            zoo,
+            o("cem", [480.0, 490.0, 500.0, 470.0]),
+            o("dgd", [300.0, 310.0, 290.0, 305.0]),
+            o("genetic", [200.0, 500.0, 450.0, 420.0]),
+            o("twopointsde", [500.0]),
+            Outcome("cartpole", "pbt", 0, "missing", "not compared"),
+        ]
+    )
+    verdicts = {line.split(" - ")[0]: line.rsplit(": ", 1)[1] for line in lines}
+    assert verdicts == {
+        "cem": "better",
+        "dgd": "worse",
+        "genetic": "within noise",
+        "twopointsde": "too few seeds to tell",
+    }
+    assert versus([o("cem", [1.0, 2.0])]) == []  # no zoo row: nothing to compare with
+
+
+def test_report_only_writes_the_table_from_finished_searches_and_runs_nothing(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import hpo_quality
+
+    done = tmp_path / "cartpole" / "searches"
+    done.mkdir(parents=True)
+    for outcome in outcomes()[:3]:
+        name = f"{outcome.method}-r{outcome.repeat}.json"
+        (done / name).write_text(json.dumps(outcome.to_json()))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("--report-only ran a search")
+
+    monkeypatch.setattr(hpo_quality, "run_one", must_not_run)
+    argv = ["--methods", "zoo,cem", "--repeats", "2", "--out", str(tmp_path), "--report-only"]
+    assert hpo_quality.main(argv) == 0
+    table = (tmp_path / "cartpole" / "hpo_quality.md").read_text()
+    assert "| zoo | 2 |" in table and "| cem | 1 |" in table
+    assert "cem - zoo: +195.0" in table
+    with open(tmp_path / "cartpole" / "hpo_quality.csv", newline="") as f:
+        rows = {(r["method"], r["repeat"]): r["status"] for r in csv.DictReader(f)}
+    assert rows[("cem", "1")] == "not run"
+    assert not (tmp_path / "cartpole" / "options.json").exists()
 
 
 def test_csv_has_one_row_per_search_with_its_choice(tmp_path) -> None:
