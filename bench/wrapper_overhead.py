@@ -82,5 +82,6 @@ def main() -> None:
     verdict = "met" if per_attempt_one < 0.3 else "NOT met"
     print(f"  target: < 300 ms added per attempt -> {verdict}")
 
+
 if __name__ == "__main__":
     main()
