@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, local_settings, stand_in_settings
+from hypothesis import given
+from hypothesis import settings as settings_hypothesis
+from hypothesis import strategies as st
 
 
 def check(
@@ -177,3 +180,46 @@ def test_learner_schema_bounds_env_id_and_container(tmp_path: Path) -> None:
     assert "optimized_params[1]" not in out
     assert "'NoSuchEnv-v0' is not a registered Gymnasium environment" in out
     assert f"singularity.image {tmp_path / 'missing.sif'} does not exist" in out
+
+
+def test_values_cluster_utils_job_script_would_alter_are_named(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "pass", "$HOME/logs", "--note=it's"]
+    settings = stand_in_settings(tmp_path, learning_runs_per_job=1, learning_command=command)
+    proc = check(settings)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert f"FAIL  {settings}: fixed_params.learning_command[3]: '$HOME/logs' would" in out
+    assert "where $ is interpreted; remove the character" in out
+    assert f"FAIL  {settings}: fixed_params.learning_command[4]: \"--note=it's\"" in out
+    assert "a ' makes Python quote the value" in out
+    assert "learning_command[2]" not in out  # "pass" is harmless
+
+
+def _through_cluster_utils_job_script(value: str) -> str:
+    """What a job gets for ``value``: cluster_utils 3.0 writes the parameters' repr into
+    ``--parameter-dict "..."`` of a bash script (server/job.py); the client literal_evals."""
+    import ast
+
+    script = f'printf %s "{ {"v": value} }"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    try:
+        return ast.literal_eval(out.stdout)["v"]
+    except (SyntaxError, ValueError, KeyError, TypeError):
+        return "<not a dict>"
+
+
+@settings_hypothesis(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=12))
+def test_a_value_the_check_lets_through_reaches_the_job_unchanged(value: str) -> None:
+    from rl_relay.check.settings_checks import _shell_problem
+
+    if _shell_problem("f: k", value) is None:
+        assert _through_cluster_utils_job_script(value) == value
+
+
+@pytest.mark.parametrize("value", ["a$b", "`id`", 'say "hi"', "C:\\new", "it's"])
+def test_each_character_the_check_names_does_change_the_value(value: str) -> None:
+    from rl_relay.check.settings_checks import _shell_problem
+
+    assert _shell_problem("f: k", value) is not None
+    assert _through_cluster_utils_job_script(value) != value

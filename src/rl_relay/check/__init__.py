@@ -28,6 +28,7 @@ from rl_relay.check.settings_checks import (
     check_requirements,
     check_script,
     check_shape,
+    check_shell_quoting,
 )
 from rl_relay.container import check_settings as container_checks
 from rl_relay.hpo_settings import add_settings_arguments, load_settings
@@ -84,6 +85,11 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
             lambda: check_requirements(ctx),
         ),
         ("job script", ("script_relative_path",), lambda: check_script(ctx)),
+        (
+            "values survive cluster_utils' job script",
+            ("fixed_params", "optimized_params"),
+            lambda: check_shell_quoting(ctx),
+        ),
         ("fixed parameters and templates", ("fixed_params",), lambda: check_job_params(ctx)),
         (
             "search space against templates and schemas",

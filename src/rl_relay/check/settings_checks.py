@@ -6,6 +6,7 @@ import re
 
 from rl_relay.check.context import Context, Problem, results_path
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED
+from rl_relay.paramtree import flatten, plain
 from rl_relay.validation import load_schema, problems
 
 #: cluster_requirements keys each engine reads without a default (cluster_utils 3.0).
@@ -130,3 +131,54 @@ def check_script(ctx: Context) -> list[Problem]:
             )
         ]
     return []
+
+
+#: Characters bash interprets inside the double-quoted word in which cluster_utils 3.0
+#: (server/job.py) writes ``--parameter-dict "{...}"``: the Python repr of the job's
+#: parameters. A value holding one reaches the job changed, or breaks the job script.
+SHELL_SPECIAL = ("$", "`", '"', "\\")
+
+
+def _shell_problem(where: str, text: str) -> Problem | None:
+    shown = repr(text)  # what cluster_utils writes: a ' in the value makes repr use "
+    bad = sorted({c for c in shown if c in SHELL_SPECIAL})
+    if not bad:
+        return None
+    return Problem(
+        where,
+        f"{text!r} would reach the job changed: cluster_utils passes the job's parameters"
+        " inside one double-quoted bash word, where"
+        f" {' '.join(bad)} {'is' if len(bad) == 1 else 'are'} interpreted"
+        + (" (a ' makes Python quote the value with \")" if "'" in text else "")
+        + "; remove the character, or move the value into a file (a template config, a script)",
+    )
+
+
+def check_shell_quoting(ctx: Context) -> list[Problem]:
+    """Names and string values that cluster_utils' job script would alter (see SHELL_SPECIAL).
+
+    Fixed parameters, the search space's names and ``Discrete`` options, and the results
+    directory (every job gets its ``working_dir`` under it)."""
+    texts: list[tuple[str, str]] = []
+    for name, value in flatten(plain(ctx.section("fixed_params"))):
+        texts.append((f"fixed_params.{name}", name))
+        if isinstance(value, str):
+            texts.append((f"fixed_params.{name}", value))
+        elif isinstance(value, list):
+            texts += [
+                (f"fixed_params.{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, str)
+            ]
+    for i, item in ctx.optimized_params:
+        if isinstance(item.get("param"), str):
+            texts.append((f"optimized_params[{i}].param", item["param"]))
+        options = item.get("options") if isinstance(item.get("options"), list) else []
+        texts += [
+            (f"optimized_params[{i}].options[{j}]", v)
+            for j, v in enumerate(options)
+            if isinstance(v, str)
+        ]
+    results = results_path(ctx.settings)
+    if results is not None:
+        texts.append(("results_dir / optimization_procedure_name", str(results)))
+    found = [_shell_problem(ctx.at(where), text) for where, text in texts]
+    return [p for p in found if p is not None]
