@@ -250,10 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.estimate:
         return 0
     if args.report_only:
-        outcomes += [
-            Outcome(args.task, method, repeat, "not run", "not run yet (run without --report-only)")
-            for repeat, method, _ in todo
-        ]
+        outcomes += [Outcome(args.task, method, repeat, "not run") for repeat, method, _ in todo]
         todo = []
     (out / "searches").mkdir(parents=True, exist_ok=True)
     if todo:
