@@ -246,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                 todo.append((repeat, method, saved))
     if outcomes:
         print(f"{len(outcomes)} search(es) done before or not available, {len(todo)} to run")
-    per_search = estimate(args, space, len(todo))
-    if args.estimate:
-        return 0
     if args.report_only:
         outcomes += [Outcome(args.task, method, repeat, "not run") for repeat, method, _ in todo]
         todo = []
+    per_search = estimate(args, space, len(todo))
+    if args.estimate:
+        return 0
     (out / "searches").mkdir(parents=True, exist_ok=True)
     if todo:
         atomic_write_json(options_file, run_options)

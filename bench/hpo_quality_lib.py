@@ -178,6 +178,13 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     return mean, float(half)
 
 
+def _pooled(outcomes: Sequence[Outcome], method: str) -> list[float]:
+    """Every re-evaluation reward of ``method``'s finished searches, all repeats together."""
+    return [
+        r for o in outcomes if o.method == method and o.status == "ok" for r in o.reeval_rewards
+    ]
+
+
 def welch_interval(
     a: Sequence[float], b: Sequence[float], confidence: float = 0.95
 ) -> tuple[float, float]:
@@ -199,10 +206,7 @@ def welch_interval(
 def versus(outcomes: Sequence[Outcome], reference: str = "zoo") -> list[str]:
     """One line per other method: its pooled re-evaluated mean minus the reference's, and
     whether the 95% interval of that difference excludes 0 (the README's verdict)."""
-    pooled: dict[str, list[float]] = {}
-    for o in outcomes:
-        if o.status == "ok":
-            pooled.setdefault(o.method, []).extend(o.reeval_rewards)
+    pooled = {m: _pooled(outcomes, m) for m in dict.fromkeys(o.method for o in outcomes)}
     if not pooled.get(reference):
         return []
     lines = []
@@ -236,8 +240,7 @@ def summary(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
     for method in dict.fromkeys(o.method for o in outcomes):
         mine = [o for o in outcomes if o.method == method]
         ok = [o for o in mine if o.status == "ok" and o.reeval_rewards]
-        pooled = [r for o in ok for r in o.reeval_rewards]
-        mean, half = t_interval(pooled)
+        mean, half = t_interval(_pooled(ok, method))
         rows.append(
             {
                 "method": method,

@@ -154,6 +154,17 @@ def _shell_problem(where: str, text: str) -> Problem | None:
     )
 
 
+def _strings(where: str, value: object) -> list[tuple[str, str]]:
+    """``(key, text)`` of every string in ``value``, lists and mappings at any depth."""
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _strings(f"{where}[{i}]", v)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _strings(f"{where}.{k}", v)]
+    return []
+
+
 def check_shell_quoting(ctx: Context) -> list[Problem]:
     """Names and string values that cluster_utils' job script would alter (see SHELL_SPECIAL).
 
@@ -162,21 +173,10 @@ def check_shell_quoting(ctx: Context) -> list[Problem]:
     texts: list[tuple[str, str]] = []
     for name, value in flatten(plain(ctx.section("fixed_params"))):
         texts.append((f"fixed_params.{name}", name))
-        if isinstance(value, str):
-            texts.append((f"fixed_params.{name}", value))
-        elif isinstance(value, list):
-            texts += [
-                (f"fixed_params.{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, str)
-            ]
+        texts += _strings(f"fixed_params.{name}", value)
     for i, item in ctx.optimized_params:
-        if isinstance(item.get("param"), str):
-            texts.append((f"optimized_params[{i}].param", item["param"]))
-        options = item.get("options") if isinstance(item.get("options"), list) else []
-        texts += [
-            (f"optimized_params[{i}].options[{j}]", v)
-            for j, v in enumerate(options)
-            if isinstance(v, str)
-        ]
+        texts += _strings(f"optimized_params[{i}].param", item.get("param"))
+        texts += _strings(f"optimized_params[{i}].options", plain(item.get("options")))
     results = results_path(ctx.settings)
     if results is not None:
         texts.append(("results_dir / optimization_procedure_name", str(results)))
