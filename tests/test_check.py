@@ -223,3 +223,18 @@ def test_each_character_the_check_names_does_change_the_value(value: str) -> Non
 
     assert _shell_problem("f: k", value) is not None
     assert _through_cluster_utils_job_script(value) != value
+
+
+def test_a_pbt_file_names_each_problem_once(tmp_path: Path) -> None:
+    """The optimiser's own settings check and PBT's whole-file check both read
+    ``optimizer_settings``; the user must see each problem once, not once per check."""
+    data = json.loads((REPO / "hp_optim/hp_optim_ppo_pbt.json").read_text())
+    data["optimizer_settings"]["quantile_fraction"] = 0.75  # optimizer_settings' own problem
+    data["fixed_params"]["learning_runs_per_job"] = 2  # a whole-file problem
+    path = tmp_path / "pbt.json"
+    path.write_text(json.dumps(data))
+    proc = check(path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert out.count("optimizer_settings.quantile_fraction") == 1, out
+    assert out.count("fixed_params.learning_runs_per_job") == 1, out

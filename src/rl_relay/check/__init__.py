@@ -48,10 +48,11 @@ def check_optimizer(ctx: Context) -> list[Problem]:
         )
     ]
     if optimizer == "pbt":
-        from rl_relay.pbt.settings import pbt_problems
+        from rl_relay.pbt.settings import whole_file_problems
 
-        found += [Problem(ctx.at(key), what) for key, what in pbt_problems(ctx.settings, ctx.cwd)]
-        found = list(dict.fromkeys(found))  # pbt_problems repeats the settings' own checks
+        found += [
+            Problem(ctx.at(key), what) for key, what in whole_file_problems(ctx.settings, ctx.cwd)
+        ]
     if ctx.plain_cluster_utils and optimizer in OPTIMIZERS:
         found.append(
             Problem(

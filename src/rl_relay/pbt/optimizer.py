@@ -177,5 +177,5 @@ def settings_problems(
     optimizer_settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
     """What is wrong with ``optimizer_settings`` for ``pbt`` (``rl-relay check`` adds the
-    checks that need the whole settings file: ``pbt.settings.pbt_problems``)."""
+    checks that need the whole settings file: ``pbt.settings.whole_file_problems``)."""
     return pbt_settings.settings_problems(optimizer_settings)

@@ -3,7 +3,7 @@
 The settings are validated with a JSON Schema shipped in ``rl_relay/schemas`` (so a typo
 such as ``"quantile_fration"`` is an error naming the key, not a silently ignored option).
 ``MUTABLE_HYPERPARAMETERS`` is the one list of what the default learner accepts to change on
-resume; the learner applies exactly these and ``pbt_problems`` (run by ``rl-relay check``)
+resume; the learner applies exactly these and ``whole_file_problems`` (run by ``rl-relay check``)
 rejects a PBT that would optimise anything else.
 """
 
@@ -171,6 +171,20 @@ def pbt_problems(
     hp_optimization starts (relative template paths resolve there; default: the cwd).
     Returns [] for a settings file whose ``optimizer_str`` is not ``"pbt"``.
     """
+    settings = plain(settings)
+    if settings.get("optimizer_str") != OPTIMIZER_NAME:
+        return []
+    return settings_problems(settings.get("optimizer_settings") or {}) + whole_file_problems(
+        settings, base_dir
+    )
+
+
+def whole_file_problems(
+    settings: Mapping[str, Any], base_dir: str | Path | None = None
+) -> list[tuple[str, str]]:
+    """The PBT checks that need more than ``optimizer_settings``: how it fits the rest of the
+    file (``rl-relay check`` runs the ``optimizer_settings`` part with every optimiser's own
+    checks, so it calls only this). Returns [] when ``optimizer_str`` is not ``"pbt"``."""
     from rl_relay.job_params import DEFAULTS as JOB_DEFAULTS
     from rl_relay.pbt.explore import ParamSpace, SpaceError
 
@@ -179,8 +193,8 @@ def pbt_problems(
         return []
     base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
     raw = settings.get("optimizer_settings") or {}
-    problems = settings_problems(raw)
-    pbt = PBTSettings.from_dict(raw) if not problems else None
+    pbt = PBTSettings.from_dict(raw) if not settings_problems(raw) else None
+    problems: list[tuple[str, str]] = []
     fixed = settings.get("fixed_params") or {}
     setting = settings.get("optimization_setting") or {}
 
