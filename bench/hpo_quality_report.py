@@ -25,7 +25,8 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
         f"{args.task}: {args.algo.upper()} on {args.env_id}, {args.trials} trainings x"
         f" {args.budget:,} env steps per search, rl-relay {args.runs_per_job} run(s) per job"
         " (method@R: R),"
-        f" {args.eval_episodes} deterministic evaluation episodes, {args.repeats} repeat(s),"
+        f" {args.eval_episodes} deterministic evaluation episodes, {args.repeats} repeat(s) planned"
+        " per method (searches: how many finished),"
         f" {args.reeval_seeds} re-evaluation seeds; {os.cpu_count()} cores, {stamp}"
     )
     against = versus(outcomes)
