@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.native:
         # exp_manager imported this very dict, so replacing the entry reaches it
         hyperparams_opt.HYPERPARAMS_SAMPLER[algo] = sampler
+    # Every zoo trial trains without a logger of its own, so SB3 makes an empty
+    # SB3-<timestamp> folder per trial in the system temp dir (hundreds per benchmark run);
+    # SB3_LOGDIR sends them into this search's working directory instead.
+    os.environ.setdefault("SB3_LOGDIR", str(Path.cwd() / "sb3-logger"))
     sys.argv = ["rl_zoo3.train", *zoo_args, "--hyperparams", f"n_envs:{n_envs}"]
     train()
 

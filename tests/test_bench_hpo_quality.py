@@ -213,6 +213,35 @@ def test_zoo_sampler_trains_what_rl_relay_would_merge_for_the_same_values() -> N
     assert not {"algorithm", "schedule", "load_path"} & set(kwargs)
 
 
+def test_zoo_trials_leave_no_logger_folders_in_the_system_temp_dir(tmp_path, monkeypatch) -> None:
+    """Each zoo trial's SB3 logger makes a folder; they belong in the search's directory."""
+    pytest.importorskip("optuna")
+    import tempfile
+
+    import hpo_quality_zoo
+    import rl_zoo3.exp_manager as exp_manager
+    import rl_zoo3.hyperparams_opt as hyperparams_opt
+    import rl_zoo3.train
+    from stable_baselines3.common.utils import configure_logger
+
+    # undone after the test: main() patches these module attributes for its own process
+    monkeypatch.setattr(exp_manager, "TrialEvalCallback", exp_manager.TrialEvalCallback)
+    monkeypatch.setitem(
+        hyperparams_opt.HYPERPARAMS_SAMPLER, "ppo", hyperparams_opt.sample_ppo_params
+    )
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    # what a zoo trial does: train without a logger of its own, verbose 0
+    monkeypatch.setattr(rl_zoo3.train, "train", lambda: configure_logger(verbose=0))
+    hpo_quality_zoo.main(["--space", str(PPO_SETTINGS), "--", "--algo", "ppo"])
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert (tmp_path / "work" / "sb3-logger").is_dir()
+
+
 # -- what the searches leave behind ------------------------------------------------------------
 
 ZOO_HEADER = [
