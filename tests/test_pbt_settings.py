@@ -13,7 +13,7 @@ from rl_relay.pbt.settings import (
     MUTABLE_HYPERPARAMETERS,
     PBTSettings,
     PBTSettingsError,
-    pbt_problems,
+    whole_file_problems,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,11 +59,11 @@ def test_boundaries_are_every_interval_before_the_last_iteration() -> None:
 
 @pytest.mark.parametrize("name", PBT_FILES)
 def test_the_shipped_pbt_settings_have_no_problems(name: str) -> None:
-    assert pbt_problems(load(name), base_dir=REPO) == []
+    assert whole_file_problems(load(name), base_dir=REPO) == []
 
 
 def test_other_optimisers_are_not_pbts_business() -> None:
-    assert pbt_problems(load("hp_optim/hp_optim_ppo_local.json"), base_dir=REPO) == []
+    assert whole_file_problems(load("hp_optim/hp_optim_ppo_local.json"), base_dir=REPO) == []
 
 
 def test_every_pbt_mistake_is_found_with_its_key() -> None:
@@ -81,7 +81,7 @@ def test_every_pbt_mistake_is_found_with_its_key() -> None:
         {"param": "config.env_config.n_envs", "distribution": "IntNormal", "bounds": [1, 8]},
         {"param": "config.rl_config.gamma", "distribution": "Uniform", "bounds": [0.9, 1]},
     ]  # fmt: skip
-    problems = dict(pbt_problems(bad, base_dir=REPO))
+    problems = dict(whole_file_problems(bad, base_dir=REPO))
     assert "set it to 1" in problems["fixed_params.learning_runs_per_job"]
     assert "3 (default)" in problems["fixed_params.learning_runs_per_job"]
     assert "training_iterations is 1" in problems["optimizer_settings.perturbation_interval"]
@@ -101,10 +101,10 @@ def test_the_algorithm_decides_what_may_be_optimised() -> None:
         {"param": "config.rl_config.clip_range", "distribution": "TruncatedNormal",
          "bounds": [0.1, 0.3]}
     )  # fmt: skip
-    ((key, message),) = pbt_problems(settings, base_dir=REPO)
+    ((key, message),) = whole_file_problems(settings, base_dir=REPO)
     assert key == "optimized_params[5]" and "SAC can change batch_size" in message
     settings["fixed_params"]["config.rl_config.algorithm"] = "PPO"
-    problems = dict(pbt_problems(settings, base_dir=REPO))
+    problems = dict(whole_file_problems(settings, base_dir=REPO))
     assert "tau" in problems["optimized_params[1]"]
 
 
@@ -114,7 +114,7 @@ def test_a_custom_learner_decides_itself_what_it_can_change() -> None:
     settings["optimized_params"].append(
         {"param": "config.rl_config.n_steps", "distribution": "Discrete", "options": [16, 32]}
     )
-    assert pbt_problems(settings, base_dir=REPO) == []
+    assert whole_file_problems(settings, base_dir=REPO) == []
 
 
 def test_every_algorithm_has_a_mutable_set() -> None:

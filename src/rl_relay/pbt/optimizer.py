@@ -5,7 +5,7 @@ cluster_utils runs one job per ``ask()``. For PBT the population is the whole HP
 initial distributions, reproducibly), and the members then decide among themselves through
 the population directory (``rl_relay.pbt.member``); the optimiser only records the results
 members report when they stop. Hence ``number_of_samples`` = ``population_size`` and
-``n_jobs_per_iteration`` >= ``population_size`` (``pbt_problems`` checks both).
+``n_jobs_per_iteration`` >= ``population_size`` (``whole_file_problems`` checks both).
 
 On continue (the same ``results_dir`` and name again), cluster_utils numbers jobs from 0
 again and their working directories are ``working_directories/<id>``: the loaded optimiser

@@ -162,29 +162,17 @@ def _algorithm(fixed: Mapping[str, Any], base_dir: Path) -> str | None:
     return rl.get("algorithm") if isinstance(rl, Mapping) else None
 
 
-def pbt_problems(
+def whole_file_problems(
     settings: Mapping[str, Any], base_dir: str | Path | None = None
 ) -> list[tuple[str, str]]:
-    """Every reason a PBT settings file would not run as PBT, as ``(key, message)``.
+    """Every reason a PBT settings file would not run as PBT, beyond ``optimizer_settings``'
+    own schema (``settings_problems``, run by every optimiser's check): how it fits the rest
+    of the file, as ``(key, message)``.
 
     ``settings``: the whole settings file as cluster_utils loads it; ``base_dir``: where
     hp_optimization starts (relative template paths resolve there; default: the cwd).
     Returns [] for a settings file whose ``optimizer_str`` is not ``"pbt"``.
     """
-    settings = plain(settings)
-    if settings.get("optimizer_str") != OPTIMIZER_NAME:
-        return []
-    return settings_problems(settings.get("optimizer_settings") or {}) + whole_file_problems(
-        settings, base_dir
-    )
-
-
-def whole_file_problems(
-    settings: Mapping[str, Any], base_dir: str | Path | None = None
-) -> list[tuple[str, str]]:
-    """The PBT checks that need more than ``optimizer_settings``: how it fits the rest of the
-    file (``rl-relay check`` runs the ``optimizer_settings`` part with every optimiser's own
-    checks, so it calls only this). Returns [] when ``optimizer_str`` is not ``"pbt"``."""
     from rl_relay.job_params import DEFAULTS as JOB_DEFAULTS
     from rl_relay.pbt.explore import ParamSpace, SpaceError
 
@@ -193,7 +181,10 @@ def whole_file_problems(
         return []
     base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
     raw = settings.get("optimizer_settings") or {}
-    pbt = PBTSettings.from_dict(raw) if not settings_problems(raw) else None
+    try:
+        pbt: PBTSettings | None = PBTSettings.from_dict(raw)
+    except PBTSettingsError:
+        pbt = None  # reported by the optimiser's own check (settings_problems)
     problems: list[tuple[str, str]] = []
     fixed = settings.get("fixed_params") or {}
     setting = settings.get("optimization_setting") or {}
