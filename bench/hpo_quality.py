@@ -39,7 +39,7 @@ sys.path[:0] = [
 ]
 
 from hpo_quality_cost import expected_seconds  # noqa: E402
-from hpo_quality_lib import Outcome  # noqa: E402
+from hpo_quality_lib import Method, Outcome, parse_method  # noqa: E402
 from hpo_quality_report import report  # noqa: E402
 from hpo_quality_runs import (  # noqa: E402
     NOT_COMPARED,
@@ -74,7 +74,7 @@ TASKS = {
     }),
 }  # fmt: skip
 DEFAULT_METHODS = ("zoo", "zoo-median", "cem", "cem@2", "twopointsde", "genetic", "dgd", "pbt")
-QUICK_METHODS = ("zoo", "cem@2", "twopointsde", "genetic", "dgd", "pbt")
+QUICK_METHODS = ("zoo", "cem@2", "twopointsde+1x2", "genetic", "dgd", "pbt")
 FULL = {"repeats": 3, "reeval_seeds": 6}
 QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
@@ -95,7 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--methods",
         help=f"comma list of {', '.join([*ZOO_METHODS, *RL_RELAY_METHODS])}; an rl-relay"
-        " method@R runs R learning runs per job (default: --runs-per-job). Default:"
+        " method@R runs R learning runs per job (default: --runs-per-job); method+KxM"
+        " searches with K x M trainings fewer, then re-runs its K best configurations M times"
+        " each on fresh seeds (rl-relay reevaluate) and picks the best mean. Default:"
         f" {','.join(DEFAULT_METHODS)}; --quick: {','.join(QUICK_METHODS)}",
     )
     p.add_argument("--trials", type=int, help="trainings per search (default: the settings')")
@@ -142,14 +144,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [m for m in args.methods if not _known(m)]
     if unknown:
         p.error(f"unknown method(s) {', '.join(unknown)}")
+    for name in args.methods:
+        m = parse_method(name)
+        runs = m.runs_per_job or args.runs_per_job
+        if m.picks and (args.trials - m.pick_trainings) // runs < m.top:
+            p.error(
+                f"{name}: {args.trials} trainings leave fewer than {m.top} search jobs after"
+                f" the {m.pick_trainings} of +{m.top}x{m.reruns}; use a smaller K x M"
+            )
     return args
 
 
 def _known(method: str) -> bool:
-    base, _, runs = method.partition("@")
-    if base in ZOO_METHODS:
-        return not runs
-    return base in RL_RELAY_METHODS and (not runs or (runs.isdigit() and int(runs) > 0))
+    try:
+        m = parse_method(method)
+    except ValueError:
+        return False
+    if m.base in ZOO_METHODS:
+        return m == Method(m.base)
+    return m.base in RL_RELAY_METHODS
 
 
 def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str]], bool]:
@@ -164,7 +177,7 @@ def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str
     fix = "not installed: pip install -c constraints.txt -e '.[bench]'"
     state = {}
     for method in methods:
-        m = method.partition("@")[0]
+        m = parse_method(method).base
         opt = RL_RELAY_METHODS.get(m, "")
         needs = ["rl_zoo3", "optuna"] if m in ZOO_METHODS else ["nevergrad"] * (opt == "nevergrad")
         gone = [x for x in needs if importlib.util.find_spec(x) is None]
@@ -295,7 +308,7 @@ def run_one(
         args.trials,
         args.budget,
         args.eval_episodes,
-        int(method.partition("@")[2] or args.runs_per_job),
+        parse_method(method).runs_per_job or args.runs_per_job,
         args.reward_column,
         args.workers,
         SEARCH_SEED + repeat,

@@ -48,6 +48,49 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Method:
+    """A method name taken apart: ``base[@R][+KxM]``.
+
+    ``@R``: R learning runs per job (rl-relay). ``+KxM``: rl-relay's own workflow against
+    luck, inside the same budget: the search gets ``K x M`` trainings fewer, then
+    ``rl-relay reevaluate --top K --runs M`` re-runs its K best configurations on fresh seeds
+    and the one with the best re-evaluated mean is the choice.
+    """
+
+    base: str
+    runs_per_job: int | None = None
+    top: int = 0
+    reruns: int = 0
+
+    @property
+    def picks(self) -> bool:
+        return self.top > 0
+
+    @property
+    def pick_trainings(self) -> int:
+        return self.top * self.reruns
+
+
+def parse_method(name: str) -> Method:
+    """``Method`` of ``name``; ValueError saying what is wrong (a zoo method takes no suffix)."""
+    head, plus, pick = name.partition("+")
+    base, at, runs = head.partition("@")
+    method = Method(base)
+    if at:
+        if not (runs.isdigit() and int(runs) > 0):
+            raise ValueError(f"{name!r}: @R needs a whole number of runs per job >= 1")
+        method = Method(base, int(runs))
+    if plus:
+        top, x, reruns = pick.partition("x")
+        if not (x and top.isdigit() and reruns.isdigit() and int(top) >= 1 and int(reruns) >= 2):
+            raise ValueError(
+                f"{name!r}: +KxM needs K >= 1 configurations re-run M >= 2 times (e.g. +2x2)"
+            )
+        method = Method(base, method.runs_per_job, int(top), int(reruns))
+    return method
+
+
+@dataclass(frozen=True)
 class ZooSearch:
     """The best trial of an rl_zoo3 study and the env steps all its trials used."""
 
@@ -149,6 +192,18 @@ def read_best_job(all_data: Path, space: Sequence[Param], metric: str) -> tuple[
         raise ValueError(f"{all_data}: no job reported {metric}")
     best = rows[0]  # cluster_utils writes it best first
     return float(best[metric]), {p.name: p.coerce(best[p.name]) for p in space}
+
+
+def read_pick(summary: Path, space: Sequence[Param]) -> tuple[float, dict]:
+    """(re-evaluated mean, overrides) of the best configuration in ``rl-relay reevaluate``'s
+    ``summary.csv``: the highest mean over its fresh runs (the search's own run not counted).
+    """
+    with open(summary, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if int(r.get("runs") or 0) > 0]
+    if not rows:
+        raise ValueError(f"{summary}: no configuration has a finished re-evaluation run")
+    best = max(rows, key=lambda r: float(r["reevaluated_mean"]))
+    return float(best["reevaluated_mean"]), {p.name: p.coerce(best[p.name]) for p in space}
 
 
 def job_rewards(working_dir: Path) -> list[float]:

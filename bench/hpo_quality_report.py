@@ -24,7 +24,8 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
     header = (
         f"{args.task}: {args.algo.upper()} on {args.env_id}, {args.trials} trainings x"
         f" {args.budget:,} env steps per search, rl-relay {args.runs_per_job} run(s) per job"
-        " (method@R: R),"
+        " (method@R: R; method+KxM: its K best re-run M times on fresh seeds, within the"
+        " budget),"
         f" {args.eval_episodes} deterministic evaluation episodes, {args.repeats} repeat(s) planned"
         " per method (searches: how many finished),"
         f" {args.reeval_seeds} re-evaluation seeds; {os.cpu_count()} cores, {stamp}"

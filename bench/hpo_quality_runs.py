@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from hpo_quality_lib import (
+    Method,
     Outcome,
     job_env_steps,
     job_rewards,
+    parse_method,
     read_best_job,
+    read_pick,
     read_zoo_report,
     zoo_overrides,
 )
@@ -69,7 +72,7 @@ print(json.dumps({"hpo": hpo, "optimizers": sorted(optimizer_dict)}))
 
 def optimizer_settings(method: str, samples: int, seed: int) -> dict[str, Any]:
     """Each optimiser's settings for a search of ``samples`` jobs (its shipped defaults)."""
-    base = method.partition("@")[0]
+    base = parse_method(method).base
     if base == "cem":
         return {"with_restarts": False, "num_jobs_in_elite": 5}
     if base == "twopointsde":
@@ -211,11 +214,13 @@ def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
 
 def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> dict[str, Any]:
     """The settings file of one rl-relay search: the shared one with the benchmark's budget."""
-    base = method.partition("@")[0]
+    m = parse_method(method)
+    base = m.base
     settings = json.loads(json.dumps(s.settings))
     if base == "dgd":
         settings = discretize(settings, DGD_GRID_POINTS)
-    samples = max(1, s.trials // s.runs_per_job)  # the same env-step budget as the zoo's
+    # The same env-step budget as the zoo's; +KxM keeps K x M trainings for the re-runs.
+    samples = max(1, (s.trials - m.pick_trainings) // s.runs_per_job)
     settings.update(
         optimization_procedure_name=name,
         results_dir=str(results_dir),
@@ -267,7 +272,40 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
     outcome.trials = len(jobs)
     outcome.env_steps = sum(job_env_steps(d) for d in jobs)
     outcome.estimate, outcome.overrides = read_best_job(results / "all_data.csv", s.space, METRIC)
+    m = parse_method(method)
+    if m.picks:
+        pick(s, m, results, outcome, work, env)
+        outcome.wall_seconds = time.perf_counter() - start
     return outcome
+
+
+def pick(s: Search, m: Method, results: Path, outcome: Outcome, work: Path, env: Env) -> None:
+    """``rl-relay reevaluate --top K --runs M`` on the search; its best mean is the choice.
+
+    The re-runs are part of the search's budget: their jobs and env steps count, and the
+    search's estimate becomes the chosen configuration's re-evaluated mean.
+    """
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from rl_relay.cli import main; sys.exit(main(sys.argv[1:]))",
+        "reevaluate",
+        str(results),
+        "--top",
+        str(m.top),
+        "--runs",
+        str(m.reruns),
+        "--local",
+    ]
+    code = _run(cmd, REPO, work / "pick.log", env)
+    summary = results / "reevaluation" / "summary.csv"
+    if code != 0 or not summary.exists():
+        outcome.status, outcome.detail = "failed", f"pick exit {code}: {tail(work / 'pick.log')}"
+        return
+    reruns = [d for d in (results / "reevaluation" / "working_directories").glob("*") if d.is_dir()]
+    outcome.trials += len(reruns)
+    outcome.env_steps += sum(job_env_steps(d) for d in reruns)
+    outcome.estimate, outcome.overrides = read_pick(summary, s.space)
 
 
 def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, base: int) -> None:

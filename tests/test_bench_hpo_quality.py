@@ -20,12 +20,15 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from hpo_quality_cost import expected_seconds, training_seconds  # noqa: E402
 from hpo_quality_lib import (  # noqa: E402
+    Method,
     Outcome,
     ZooSearch,
     format_table,
     job_env_steps,
     job_rewards,
+    parse_method,
     read_best_job,
+    read_pick,
     read_zoo_report,
     summary,
     t_interval,
@@ -374,6 +377,39 @@ def test_best_job_is_the_first_row_with_the_metric_and_overrides_in_template_typ
     }
 
 
+def test_the_pick_is_the_best_fresh_mean_of_rl_relay_reevaluate_not_the_search_estimate(
+    tmp_path,
+) -> None:
+    from rl_relay.reevaluate import write_summary
+    from rl_relay.reevaluation import Candidate, Evaluated, summary_rows
+
+    def candidate(job: int, estimate: float, n_steps: int, act: str) -> Candidate:
+        values = {
+            "config.rl_config.n_steps": n_steps,
+            "config.rl_config.policy_kwargs.activation_fn": act,
+            "config.rl_config.gamma": 0.99,
+        }
+        return Candidate(job, estimate, values)
+
+    evaluated = [
+        Evaluated(candidate(4, 500.0, 64, "relu"), [120.0, 180.0], [1, 2]),  # the lucky one
+        Evaluated(candidate(7, 450.0, 32, "tanh"), [400.0, 380.0], [3, 4]),
+        Evaluated(candidate(9, 480.0, 64, "tanh"), [], []),  # no run finished
+    ]
+    summary = tmp_path / "summary.csv"
+    write_summary(summary, summary_rows(evaluated, minimize=False))
+    mean, overrides = read_pick(summary, small_space())
+    assert mean == 390.0
+    assert overrides == {
+        "config.rl_config.n_steps": 32,
+        "config.rl_config.policy_kwargs.activation_fn": "tanh",
+        "config.rl_config.gamma": 0.99,
+    }
+    write_summary(summary, summary_rows(evaluated[2:], minimize=False))
+    with pytest.raises(ValueError, match="no configuration has a finished re-evaluation run"):
+        read_pick(summary, small_space())
+
+
 def test_job_rewards_are_the_finished_runs_rewards(tmp_path) -> None:
     state = {"runs": [{"done": True, "reward": 500.0}, {"done": False, "reward": None}]}
     (tmp_path / "restarts.json").write_text(json.dumps(state))
@@ -548,6 +584,8 @@ def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> N
     )
     out = rl_relay_settings(search, "twopointsde", tmp_path, "search")
     assert out["optimization_setting"]["number_of_samples"] == 8  # 8 jobs x 2 runs = 16
+    picked = rl_relay_settings(search, "twopointsde+2x2", tmp_path, "search")
+    assert picked["optimization_setting"]["number_of_samples"] == 6  # 6 x 2 + 2 x 2 = 16
     assert (out["optimizer_str"], out["optimizer_settings"]) == (
         "nevergrad",
         {"opt_alg": "twopointsde"},
@@ -646,7 +684,9 @@ def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> 
     assert max(by_name_of(quick.settings)["batch_size"].options) <= 256
 
 
-@pytest.mark.parametrize("methods", ["foo", "zoo@2", "cem@0", "cem@x"])
+@pytest.mark.parametrize(
+    "methods", ["foo", "zoo@2", "cem@0", "cem@x", "zoo+2x2", "cem+2x1", "cem+0x2", "cem+2", "cem+x"]
+)
 def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     from hpo_quality import parse_args
 
@@ -654,6 +694,28 @@ def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
         parse_args(["--methods", f"zoo,{methods}"])
     assert exit_.value.code == 1
     assert methods in capsys.readouterr().err
+
+
+@given(
+    base=st.sampled_from(["cem", "twopointsde", "genetic", "dgd"]),
+    runs=st.none() | st.integers(1, 99),
+    pick=st.none() | st.tuples(st.integers(1, 99), st.integers(2, 99)),
+)
+def test_a_method_name_is_read_back_into_its_parts(base, runs, pick) -> None:
+    name = base + (f"@{runs}" if runs else "") + (f"+{pick[0]}x{pick[1]}" if pick else "")
+    top, reruns = pick or (0, 0)
+    assert parse_method(name) == Method(base, runs, top, reruns)
+    assert parse_method(name).pick_trainings == top * reruns
+
+
+def test_a_pick_that_leaves_too_few_search_jobs_exits_1_saying_so(capsys) -> None:
+    from hpo_quality import parse_args
+
+    assert parse_args(["--quick", "--methods", "cem+1x2"]).methods == ["cem+1x2"]  # 2 + 1 x 2
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--quick", "--methods", "cem+2x2"])  # 4 trainings: none left to search
+    assert exit_.value.code == 1
+    assert "cem+2x2: 4 trainings leave fewer than 2 search jobs" in capsys.readouterr().err
 
 
 def test_report_writes_the_files_and_fails_when_a_search_failed(tmp_path, capsys) -> None:
