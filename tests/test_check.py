@@ -190,7 +190,7 @@ def test_values_cluster_utils_job_script_would_alter_are_named(tmp_path: Path) -
     out = proc.stdout
     assert f"FAIL  {settings}: fixed_params.learning_command[3]: '$HOME/logs' would" in out
     assert "where $ is interpreted; remove the character" in out
-    assert f"FAIL  {settings}: fixed_params.learning_command[4]: \"--note=it's\"" in out
+    assert f'FAIL  {settings}: fixed_params.learning_command[4]: "--note=it\'s"' in out
     assert "a ' makes Python quote the value" in out
     assert "learning_command[2]" not in out  # "pass" is harmless
 
