@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -49,18 +50,21 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Method:
-    """A method name taken apart: ``base[@R][+KxM]``.
+    """A method name taken apart: ``base[@R][+KxM][~ce]``.
 
     ``@R``: R learning runs per job (rl-relay). ``+KxM``: rl-relay's own workflow against
     luck, inside the same budget: the search gets ``K x M`` trainings fewer, then
     ``rl-relay reevaluate --top K --runs M`` re-runs its K best configurations on fresh seeds
-    and the one with the best re-evaluated mean is the choice.
+    and the one with the best re-evaluated mean is the choice. ``~ce``: common evaluation
+    episodes, every job of the search evaluated on the same start states.
     """
 
     base: str
     runs_per_job: int | None = None
     top: int = 0
     reruns: int = 0
+    #: ``~ce``: every job evaluated on the same episodes (``eval_seed``), as the zoo's trials
+    shared_episodes: bool = False
 
     @property
     def picks(self) -> bool:
@@ -73,7 +77,10 @@ class Method:
 
 def parse_method(name: str) -> Method:
     """``Method`` of ``name``; ValueError saying what is wrong (a zoo method takes no suffix)."""
-    head, plus, pick = name.partition("+")
+    core, tilde, flag = name.partition("~")
+    if tilde and flag != "ce":
+        raise ValueError(f"{name!r}: the only ~ suffix is ~ce (common evaluation episodes)")
+    head, plus, pick = core.partition("+")
     base, at, runs = head.partition("@")
     method = Method(base)
     if at:
@@ -87,7 +94,7 @@ def parse_method(name: str) -> Method:
                 f"{name!r}: +KxM needs K >= 1 configurations re-run M >= 2 times (e.g. +2x2)"
             )
         method = Method(base, method.runs_per_job, int(top), int(reruns))
-    return method
+    return dataclasses.replace(method, shared_episodes=bool(tilde))
 
 
 @dataclass(frozen=True)

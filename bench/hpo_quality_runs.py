@@ -244,6 +244,8 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
             "config.rl_common_config.eval_episodes": s.eval_episodes,
         }
     )
+    if m.shared_episodes:  # the zoo evaluates every trial on an env seeded with its --seed
+        settings["fixed_params"]["config.rl_common_config.eval_seed"] = s.seed
     settings["optimization_setting"].update(
         number_of_samples=samples, n_jobs_per_iteration=max(s.workers, samples // 4)
     )
@@ -329,6 +331,7 @@ def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, ba
             "config.config_templates": templates,
             "config.rl_common_config.total_timesteps": s.budget,
             "config.rl_common_config.eval_episodes": s.eval_episodes,
+            "config.rl_common_config.eval_seed": None,  # episodes of each re-evaluation seed
             **outcome.overrides,
             "learning_runs_per_job": runs,
             "max_attempts": 2,

@@ -586,6 +586,9 @@ def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> N
     assert out["optimization_setting"]["number_of_samples"] == 8  # 8 jobs x 2 runs = 16
     picked = rl_relay_settings(search, "twopointsde+2x2", tmp_path, "search")
     assert picked["optimization_setting"]["number_of_samples"] == 6  # 6 x 2 + 2 x 2 = 16
+    assert "config.rl_common_config.eval_seed" not in picked["fixed_params"]  # own episodes
+    shared = rl_relay_settings(search, "twopointsde~ce", tmp_path, "search")
+    assert shared["fixed_params"]["config.rl_common_config.eval_seed"] == 101  # the search seed
     assert (out["optimizer_str"], out["optimizer_settings"]) == (
         "nevergrad",
         {"opt_alg": "twopointsde"},
@@ -685,7 +688,9 @@ def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> 
 
 
 @pytest.mark.parametrize(
-    "methods", ["foo", "zoo@2", "cem@0", "cem@x", "zoo+2x2", "cem+2x1", "cem+0x2", "cem+2", "cem+x"]
+    "methods",
+    ["foo", "zoo@2", "cem@0", "cem@x", "zoo+2x2", "cem+2x1", "cem+0x2", "cem+2", "cem+x"]
+    + ["cem~x", "zoo~ce", "cem~ce+2x2"],
 )
 def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     from hpo_quality import parse_args
@@ -700,11 +705,13 @@ def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     base=st.sampled_from(["cem", "twopointsde", "genetic", "dgd"]),
     runs=st.none() | st.integers(1, 99),
     pick=st.none() | st.tuples(st.integers(1, 99), st.integers(2, 99)),
+    shared=st.booleans(),
 )
-def test_a_method_name_is_read_back_into_its_parts(base, runs, pick) -> None:
+def test_a_method_name_is_read_back_into_its_parts(base, runs, pick, shared) -> None:
     name = base + (f"@{runs}" if runs else "") + (f"+{pick[0]}x{pick[1]}" if pick else "")
+    name += "~ce" * shared
     top, reruns = pick or (0, 0)
-    assert parse_method(name) == Method(base, runs, top, reruns)
+    assert parse_method(name) == Method(base, runs, top, reruns, shared)
     assert parse_method(name).pick_trainings == top * reruns
 
 

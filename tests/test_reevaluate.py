@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import hp_optimization, read_json, rl_relay, stand_in_settings
 
+from rl_relay.paramtree import lookup
 from rl_relay.reevaluation import (
     FIRST_BASE_SEED,
     Candidate,
@@ -84,6 +85,24 @@ def test_grid_settings_run_each_candidate_once_with_the_searchs_settings() -> No
     assert (grid["fixed_params"]["seed"], grid["fixed_params"]["seed_scope"]) == (77, "job")
     assert (grid["restarts"], grid["local_run"], grid["results_dir"]) == (1, True, "/r")
     assert "optimization_setting" not in grid
+
+
+@pytest.mark.parametrize(
+    "fixed",
+    [
+        {"config.rl_common_config.eval_seed": 100},
+        {"config": {"rl_common_config": {"eval_seed": 100, "total_timesteps": 10}}},
+    ],
+)
+def test_a_search_on_shared_episodes_is_re_evaluated_on_episodes_of_its_fresh_seeds(
+    fixed: dict,
+) -> None:
+    hpo = {"fixed_params": {"learning_runs_per_job": 1, **fixed}}
+    grid = grid_settings(hpo, [Candidate(5, 1.0, {"config.a": 1})], 4, 77, "/r", "re", False)
+    assert lookup(grid["fixed_params"], "config.rl_common_config.eval_seed", "gone") == "gone"
+    if "config" in fixed:  # the rest of the nested form is kept
+        assert grid["fixed_params"]["config"]["rl_common_config"]["total_timesteps"] == 10
+    assert lookup(hpo["fixed_params"], "config.rl_common_config.eval_seed") == 100  # not changed
 
 
 def search(tmp_path: Path, seed: int) -> Path:

@@ -56,16 +56,22 @@ def lookup(params: Mapping[str, Any], dotted: str, default: Any = _MISSING) -> A
     Also finds mixed forms (``{'config': {'rl_config.learning_rate': 1}}``).
     Raises KeyError when absent and no default is given.
     """
+    found = _find(params, dotted)
+    if found is not _MISSING:
+        return found
+    if default is _MISSING:
+        raise KeyError(dotted)
+    return default
+
+
+def _find(params: Mapping[str, Any], dotted: str) -> Any:
+    """``lookup`` without the default: ``_MISSING`` when absent at any depth."""
     if dotted in params:
         return params[dotted]
     head, sep, rest = dotted.partition(SEPARATOR)
     if sep and isinstance(params.get(head), Mapping):
-        found = lookup(params[head], rest, _MISSING)
-        if found is not _MISSING:
-            return found
-    if default is _MISSING:
-        raise KeyError(dotted)
-    return default
+        return _find(params[head], rest)
+    return _MISSING
 
 
 def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:

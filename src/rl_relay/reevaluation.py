@@ -23,6 +23,8 @@ from rl_relay.state import Plan
 REEVALUATION_OF = "reevaluation_of"
 #: Where the search for a fresh base seed starts (far from the seeds users pick).
 FIRST_BASE_SEED = 1_000_003
+#: The default learner's fixed evaluation seed (``rl_relay.learner.envs.eval_env_seed``).
+EVAL_SEED_PARAM = "config.rl_common_config.eval_seed"
 
 
 class ReevaluationError(ValueError):
@@ -152,6 +154,13 @@ def grid_settings(
     ):
         fixed.pop(key, None)
         set_dotted(fixed, key, value)
+    # The search may score every job on the same episodes (a fixed eval_seed); its choice is
+    # partly fitted to them, so the re-evaluation drops the setting and each run is scored on
+    # episodes of its own fresh seed (the template's null; cluster_utils refuses a None).
+    fixed.pop(EVAL_SEED_PARAM, None)
+    common = lookup(fixed, EVAL_SEED_PARAM.rpartition(".")[0], None)
+    if isinstance(common, dict):
+        common.pop(EVAL_SEED_PARAM.rpartition(".")[2], None)
     settings.update(
         {
             "optimization_procedure_name": name,

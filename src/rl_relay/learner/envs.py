@@ -31,14 +31,26 @@ def make_training_env(env_config: dict[str, Any], n_envs: int) -> VecEnv:
     return venv
 
 
+def eval_env_seed(common: dict[str, Any]) -> int:
+    """The evaluation env's seed: ``eval_seed`` when given, else one derived from the run's.
+
+    A fixed ``eval_seed`` makes every job of a search evaluate on the same episodes (the same
+    start states), as rl_zoo3's trials do: their scores then differ by what they learned, not
+    by how easy their episodes were (on Pendulum-v1 the start state moves a 10-episode mean
+    by tens of points).
+    """
+    fixed = common.get("eval_seed")
+    return int(fixed) if fixed is not None else (common["seed"] + EVAL_SEED_OFFSET) % 2**31
+
+
 def make_eval_env(env_config: dict[str, Any], seed: int, training: VecEnv) -> VecEnv:
-    """A separately seeded env seeing observations normalised as the training env does."""
+    """An env seeded with ``seed`` seeing observations normalised as the training env does."""
     venv = make_vec_env(
         env_config["id"],
         n_envs=1,
         env_kwargs=env_config.get("kwargs") or {},
         vec_env_cls=DummyVecEnv,
-        seed=(seed + EVAL_SEED_OFFSET) % 2**31,
+        seed=seed,
     )
     if isinstance(training, VecNormalize):
         venv = VecNormalize(venv, training=False, norm_obs=training.norm_obs, norm_reward=False)

@@ -27,7 +27,7 @@ from rl_relay import exit_codes
 from rl_relay.layout import PROGRESS_FILE
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
-from rl_relay.learner.envs import make_eval_env, make_training_env
+from rl_relay.learner.envs import eval_env_seed, make_eval_env, make_training_env
 from rl_relay.learner.resume import checkpoint_meta, continue_restored
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def evaluate(model: Any, configs: dict[str, Any]) -> None:
     if not episodes:
         return
     eval_env = make_eval_env(
-        configs["env_config"], configs["rl_common_config"]["seed"], model.get_env()
+        configs["env_config"], eval_env_seed(configs["rl_common_config"]), model.get_env()
     )
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
     model.logger.record("eval/mean_reward", float(mean))
