@@ -86,6 +86,14 @@ def set_dotted(params: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
+def discard(params: dict[str, Any], dotted: str) -> None:
+    """Remove ``dotted`` in whichever form it is held (flat, nested or mixed); absent: no-op."""
+    params.pop(dotted, None)
+    head, sep, rest = dotted.partition(SEPARATOR)
+    if sep and isinstance(params.get(head), dict):
+        discard(params[head], rest)
+
+
 def subtree(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     """Everything under ``prefix`` as one nested dict, from the nested and the flat form.
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rl_relay.paramtree import lookup, set_dotted
+from rl_relay.paramtree import discard, lookup, set_dotted
 from rl_relay.state import Plan
 
 #: The parameter that tells a re-evaluation job which search job it re-evaluates.
@@ -157,10 +157,7 @@ def grid_settings(
     # The search may score every job on the same episodes (a fixed eval_seed); its choice is
     # partly fitted to them, so the re-evaluation drops the setting and each run is scored on
     # episodes of its own fresh seed (the template's null; cluster_utils refuses a None).
-    fixed.pop(EVAL_SEED_PARAM, None)
-    common = lookup(fixed, EVAL_SEED_PARAM.rpartition(".")[0], None)
-    if isinstance(common, dict):
-        common.pop(EVAL_SEED_PARAM.rpartition(".")[2], None)
+    discard(fixed, EVAL_SEED_PARAM)
     settings.update(
         {
             "optimization_procedure_name": name,
