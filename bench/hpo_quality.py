@@ -179,7 +179,11 @@ def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str
     for method in methods:
         m = parse_method(method).base
         opt = RL_RELAY_METHODS.get(m, "")
-        needs = ["rl_zoo3", "optuna"] if m in ZOO_METHODS else ["nevergrad"] * (opt == "nevergrad")
+        needs = (
+            ["rl_zoo3", "optuna"]
+            if m in ZOO_METHODS
+            else {"nevergrad": ["nevergrad"], "tpe": ["optuna"]}.get(opt, [])
+        )
         gone = [x for x in needs if importlib.util.find_spec(x) is None]
         if m in NOT_COMPARED:
             state[method] = ("skipped", NOT_COMPARED[m])

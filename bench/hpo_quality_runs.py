@@ -39,6 +39,7 @@ RL_RELAY_METHODS = {
     "twopointsde": "nevergrad",
     "genetic": "genetic",
     "dgd": "dgd",
+    "tpe": "tpe",
     "pbt": "pbt",
 }
 #: Methods that exist but are not compared by this benchmark, and why (a row says so).
@@ -77,6 +78,8 @@ def optimizer_settings(method: str, samples: int, seed: int) -> dict[str, Any]:
         return {"with_restarts": False, "num_jobs_in_elite": 5}
     if base == "twopointsde":
         return {"opt_alg": "twopointsde"}
+    if base == "tpe":  # the zoo's sampler settings (rl_zoo3 --n-startup-trials 10)
+        return {"n_startup_trials": 10, "multivariate": True, "seed": seed}
     if base == "genetic":  # as hp_optim_ppo_ga.json: a quarter of the jobs seed the population
         return {"population_size": max(2, samples // 4), "parent_fraction": 0.25,
                 "mutation_probability": 0.2, "seed": seed}  # fmt: skip

@@ -19,6 +19,7 @@ from rl_relay.optimizers import optimizer_problems, register
 from rl_relay.optimizers.dgd import HISTORY_FILE, DGDOptimizer
 from rl_relay.optimizers.genetic import GeneticOptimizer
 from rl_relay.optimizers.persist import ContinueError
+from rl_relay.optimizers.tpe import TPEOptimizer
 
 METRIC = "mean_eprewmean"
 MIXED = [
@@ -97,13 +98,13 @@ def run(optimizer: Any, jobs: int, start_id: int = 0) -> list[dict[str, Any]]:
     return asked
 
 
-@pytest.mark.parametrize(("cls", "items"), [(GeneticOptimizer, MIXED), (DGDOptimizer, ORDERED)])
+@pytest.mark.parametrize(
+    ("cls", "items"),
+    [(GeneticOptimizer, MIXED), (DGDOptimizer, ORDERED), (TPEOptimizer, MIXED)],
+)
 def test_ask_tell_fill_cluster_utils_tables(cls: type, items: list) -> None:
-    optimizer = (
-        make(cls, items, population_size=3, seed=0)
-        if cls is GeneticOptimizer
-        else make(cls, items, seed=0)
-    )
+    first = {GeneticOptimizer: {"population_size": 3}, TPEOptimizer: {"n_startup_trials": 3}}
+    optimizer = make(cls, items, seed=0, **first.get(cls, {}))
     asked = run(optimizer, 9)
     for settings in asked:
         rl = settings["config"]["rl_config"]
@@ -124,6 +125,7 @@ def test_registered_under_their_names() -> None:
     register(optimizer_dict)
     assert optimizer_dict["genetic"] is GeneticOptimizer
     assert optimizer_dict["dgd"] is DGDOptimizer
+    assert optimizer_dict["tpe"] is TPEOptimizer
     assert "cem_metaoptimizer" in optimizer_dict  # cluster_utils' own stay
 
 
@@ -146,7 +148,10 @@ def test_state_saved_after_every_result_atomically_and_readable(tmp_path: Path) 
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize(("cls", "items"), [(GeneticOptimizer, MIXED), (DGDOptimizer, ORDERED)])
+@pytest.mark.parametrize(
+    ("cls", "items"),
+    [(GeneticOptimizer, MIXED), (DGDOptimizer, ORDERED), (TPEOptimizer, MIXED)],
+)
 def test_continued_state_goes_on_exactly(tmp_path: Path, cls: type, items: list) -> None:
     optimizer = make(cls, items, seed=3)
     optimizer.state_dir = str(tmp_path)
@@ -260,6 +265,21 @@ def test_problems_of_each_optimizer() -> None:
     ]
     assert "Discrete list of values in their natural order" in dgd[0][1]
     assert "not one of its options [16, 32, 64]" in dgd[2][1]
+    assert optimizer_problems("tpe", {"n_startup_trials": 4, "seed": 1}, MIXED) == []
+    tpe = optimizer_problems(
+        "tpe",
+        {"n_startup_trials": -1, "multivariate": "yes", "seed": 1.5, "startup": 3},
+        [*MIXED, {"param": "x", "distribution": "IntLogNormal", "bounds": [0, 8]}],
+    )
+    assert sorted(keys(tpe)) == sorted(
+        [
+            "optimizer_settings.startup",
+            "optimizer_settings.n_startup_trials",
+            "optimizer_settings.multivariate",
+            "optimizer_settings.seed",
+            "optimized_params[3].bounds",
+        ]
+    )
 
 
 def test_unknown_and_unusable_optimizers() -> None:

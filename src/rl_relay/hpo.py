@@ -5,7 +5,7 @@
 Runs cluster_utils' own ``hp_optimization`` on the same settings file and override
 strings, with these additions:
 
-- ``"optimizer_str": "genetic"`` and ``"dgd"`` (see docs/hpo.md) next to cluster_utils'
+- ``"optimizer_str": "genetic"``, ``"dgd"`` and ``"tpe"`` (see docs/hpo.md) next to cluster_utils'
   ``cem_metaoptimizer`` and ``nevergrad``;
 - ``--local``: cluster_utils' local backend even where sbatch/condor_q are installed;
 - continuing: started again on a results directory that exists, it goes on where the HPO

@@ -1,7 +1,7 @@
 """rl-relay's optimisers for cluster_utils' ``hp_optimization``, and their settings checks.
 
 ``genetic`` (HPS-RL's steady-state genetic algorithm), ``dgd`` (XT's Distributed Grid
-Descent) and ``pbt`` (Population Based Training, ``rl_relay.pbt``) are cluster_utils
+Descent), ``tpe`` (Optuna's TPE, as rl-baselines3-zoo searches) and ``pbt`` (Population Based Training, ``rl_relay.pbt``) are cluster_utils
 ``Optimizer`` subclasses, registered under those names in
 cluster_utils' optimizer registry by ``rl-relay hpo`` (``register``), so that
 ``"optimizer_str": "genetic"`` works with all of cluster_utils' machinery.
@@ -19,6 +19,7 @@ from typing import Any
 OPTIMIZERS = {
     "genetic": "rl_relay.optimizers.genetic:GeneticOptimizer",
     "dgd": "rl_relay.optimizers.dgd:DGDOptimizer",
+    "tpe": "rl_relay.optimizers.tpe:TPEOptimizer",
     "pbt": "rl_relay.pbt.optimizer:PBTOptimizer",
 }
 #: cluster_utils 3.0's nevergrad algorithms (``NGOptimizer.get_optimizer_dict``).
