@@ -1,10 +1,10 @@
 """rl-relay's optimisers for cluster_utils' ``hp_optimization``, and their settings checks.
 
 ``genetic`` (HPS-RL's steady-state genetic algorithm), ``dgd`` (XT's Distributed Grid
-Descent), ``tpe`` (Optuna's TPE, as rl-baselines3-zoo searches) and ``pbt`` (Population Based Training, ``rl_relay.pbt``) are cluster_utils
-``Optimizer`` subclasses, registered under those names in
-cluster_utils' optimizer registry by ``rl-relay hpo`` (``register``), so that
-``"optimizer_str": "genetic"`` works with all of cluster_utils' machinery.
+Descent), ``tpe`` (Optuna's TPE, the sampler of rl-baselines3-zoo) and ``pbt`` (Population
+Based Training, ``rl_relay.pbt``) are cluster_utils ``Optimizer`` subclasses, registered
+under those names in cluster_utils' optimizer registry by ``rl-relay hpo`` (``register``),
+so that ``"optimizer_str": "genetic"`` works with all of cluster_utils' machinery.
 ``optimizer_problems`` tells ``rl-relay check`` what is wrong with an optimiser's settings,
 for these and for cluster_utils' own optimisers.
 """
