@@ -102,7 +102,12 @@ def test_bad_optimizer_settings_stop_before_anything_runs(tmp_path: Path) -> Non
 
 # -- the settings files shipped in hp_optim/ ------------------------------------------------
 
-SHIPPED = ["hp_optim_ppo_ga.json", "hp_optim_ppo_dgd.json", "hp_optim_ppo_de.json"]
+SHIPPED = [
+    "hp_optim_ppo_ga.json",
+    "hp_optim_ppo_dgd.json",
+    "hp_optim_ppo_de.json",
+    "hp_optim_ppo_tpe.json",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

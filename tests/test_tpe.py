@@ -118,3 +118,21 @@ def test_changed_settings_on_continue_take_a_new_sampler() -> None:
 def test_integer_log_distribution_from_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="n_envs.*raise it to 1"):
         distributions([Param("n_envs", LOGNORMAL, 0, 8, integer=True)])
+
+
+def test_without_optuna_the_check_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_optuna(name: str, *args: object, **kwargs: object) -> object:
+        if name == "optuna" or name.startswith("optuna."):
+            raise ImportError("No module named 'optuna'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_optuna)
+    from rl_relay.optimizers import optimizer_problems
+
+    assert optimizer_problems("tpe", {}, []) == [
+        ("optimizer_str", "'tpe' needs the optuna package: pip install 'rl-relay[tpe]'")
+    ]
