@@ -74,7 +74,7 @@ TASKS = {
     }),
 }  # fmt: skip
 DEFAULT_METHODS = ("zoo", "zoo-median", "cem", "cem@2", "twopointsde", "genetic", "dgd", "pbt")
-QUICK_METHODS = ("zoo", "cem@2", "twopointsde+1x2", "genetic", "dgd", "pbt")
+QUICK_METHODS = ("zoo", "cem@2", "twopointsde+1x2", "genetic", "dgd", "tpe~ce", "pbt")
 FULL = {"repeats": 3, "reeval_seeds": 6}
 QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
