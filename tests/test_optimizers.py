@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from search_helpers import best_found
 
 from rl_relay.optimizers.dgd import DGDSearch, GridDescent, middle, neighbours
 from rl_relay.optimizers.genetic import (
@@ -204,15 +205,8 @@ def best_of_random(seed: int, budget: int) -> float:
 
 
 def best_of_genetic(seed: int, budget: int, minimize: bool = False) -> float:
-    sign = -1 if minimize else 1
     search = GeneticSearch(PARAMS, minimize=minimize, seed=seed)
-    best = -math.inf
-    for _ in range(budget):
-        config = search.ask()
-        value = objective(config)
-        search.tell(config, sign * value)
-        best = max(best, value)
-    return best
+    return best_found(search, objective, budget, minimize)
 
 
 @pytest.mark.parametrize("minimize", [False, True])

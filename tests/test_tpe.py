@@ -9,6 +9,7 @@ import statistics
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from search_helpers import best_found
 
 from rl_relay.optimizers.space import DISCRETE, LOGNORMAL, NORMAL, Param
 from rl_relay.optimizers.tpe import TPESearch, distributions
@@ -53,24 +54,17 @@ def test_asks_valid_configurations_of_the_declared_types(seed: int, values: list
     assert not search.pending
 
 
-def best_found(seed: int, budget: int, startup: int, minimize: bool) -> float:
-    sign = -1 if minimize else 1
+def best_of_tpe(seed: int, budget: int, startup: int, minimize: bool) -> float:
     search = TPESearch(PARAMS, minimize=minimize, n_startup_trials=startup, seed=seed)
-    best = -math.inf
-    for _ in range(budget):
-        config = search.ask()
-        value = objective(config)
-        search.tell(config, sign * value)
-        best = max(best, value)
-    return best
+    return best_found(search, objective, budget, minimize)
 
 
 @pytest.mark.parametrize("minimize", [False, True])
 def test_learns_from_results_honouring_minimize(minimize: bool) -> None:
     """After its random start, TPE finds better than the same sampler kept random."""
     budget, seeds = 30, range(8)
-    tpe = statistics.mean(best_found(s, budget, 8, minimize) for s in seeds)
-    random = statistics.mean(best_found(s, budget, budget, minimize) for s in seeds)
+    tpe = statistics.mean(best_of_tpe(s, budget, 8, minimize) for s in seeds)
+    random = statistics.mean(best_of_tpe(s, budget, budget, minimize) for s in seeds)
     assert -tpe < 0.7 * -random, (tpe, random)  # regret of the best found (optimum 0)
 
 

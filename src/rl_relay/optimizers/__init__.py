@@ -15,6 +15,8 @@ import importlib
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
+from rl_relay.optimizers.checks import unknown_keys
+
 #: optimizer_str -> "module:class" of rl-relay's optimisers (imported on registration).
 OPTIMIZERS = {
     "genetic": "rl_relay.optimizers.genetic:GeneticOptimizer",
@@ -94,14 +96,7 @@ def optimizer_problems(
 def _known_keys(
     settings: Mapping[str, Any], known: Sequence[str], optimizer_str: str, required: bool
 ) -> list[tuple[str, str]]:
-    problems = [
-        (
-            f"optimizer_settings.{key}",
-            f"is not a setting of {optimizer_str!r} (it takes {', '.join(known)})",
-        )
-        for key in settings
-        if key not in known
-    ]
+    problems = unknown_keys(settings, known, optimizer_str)
     if required:
         problems += [
             (f"optimizer_settings.{key}", f"is missing; {optimizer_str!r} needs it")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rl_relay.optimizers.adapter import RelayOptimizer
+from rl_relay.optimizers.checks import seed_problems, unknown_keys
 from rl_relay.optimizers.persist import write_result_file
 from rl_relay.optimizers.space import DISCRETE, Config, Param, canonical, option_index
 
@@ -194,12 +195,7 @@ def settings_problems(
     settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
     """What is wrong with the settings for ``dgd``: (key, what to do)."""
-    problems = []
-    for key in settings:
-        if key not in SETTINGS:
-            problems.append(
-                (f"optimizer_settings.{key}", "is not a setting of 'dgd'; it takes start, seed")
-            )
+    problems = unknown_keys(settings, SETTINGS, "dgd")
     options: dict[str, list[Any]] = {}
     for i, item in enumerate(optimized_params):
         name = item.get("param", f"#{i}")
@@ -241,12 +237,7 @@ def settings_problems(
                     f"is {value!r}, not one of its options {options[name]}",
                 )
             )
-    seed = settings.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        problems.append(
-            ("optimizer_settings.seed", f"is {seed!r}; give a non-negative integer or null")
-        )
-    return problems
+    return problems + seed_problems(settings)
 
 
 def _hashable(value: Any) -> Any:

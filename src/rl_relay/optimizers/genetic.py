@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rl_relay.optimizers.adapter import RelayOptimizer
+from rl_relay.optimizers.checks import is_int, is_number, seed_problems, unknown_keys
 from rl_relay.optimizers.space import Config, Param, sample, space_size
 
 DEFAULTS: dict[str, Any] = {
@@ -145,22 +146,14 @@ def settings_problems(
     settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
     """What is wrong with ``optimizer_settings`` for ``genetic``: (key, what to do)."""
-    problems = []
-    for key in settings:
-        if key not in DEFAULTS:
-            problems.append(
-                (
-                    f"optimizer_settings.{key}",
-                    f"is not a setting of 'genetic'; it takes {', '.join(DEFAULTS)}",
-                )
-            )
+    problems = unknown_keys(settings, list(DEFAULTS), "genetic")
     size = settings.get("population_size", DEFAULTS["population_size"])
-    if not _is_int(size) or size < 2:
+    if not is_int(size) or size < 2:
         problems.append(
             ("optimizer_settings.population_size", f"is {size!r}; give an integer >= 2")
         )
     fraction = settings.get("parent_fraction", DEFAULTS["parent_fraction"])
-    if not _is_number(fraction) or not 0 < fraction <= 1:
+    if not is_number(fraction) or not 0 < fraction <= 1:
         problems.append(
             (
                 "optimizer_settings.parent_fraction",
@@ -168,24 +161,11 @@ def settings_problems(
             )
         )
     probability = settings.get("mutation_probability", DEFAULTS["mutation_probability"])
-    if not _is_number(probability) or not 0 <= probability <= 1:
+    if not is_number(probability) or not 0 <= probability <= 1:
         problems.append(
             (
                 "optimizer_settings.mutation_probability",
                 f"is {probability!r}; give a number in [0, 1]",
             )
         )
-    seed = settings.get("seed")
-    if seed is not None and (not _is_int(seed) or seed < 0):
-        problems.append(
-            ("optimizer_settings.seed", f"is {seed!r}; give a non-negative integer or null")
-        )
-    return problems
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return problems + seed_problems(settings)

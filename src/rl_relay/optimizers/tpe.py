@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rl_relay.optimizers.adapter import RelayOptimizer
+from rl_relay.optimizers.checks import is_int, seed_problems, unknown_keys
 from rl_relay.optimizers.space import DISCRETE, LOGNORMAL, Config, Param, option_index
 
 logger = logging.getLogger(__name__)
@@ -148,13 +149,9 @@ def settings_problems(
     settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
     """What is wrong with ``optimizer_settings`` for ``tpe``: (key, what to do)."""
-    problems = [
-        (f"optimizer_settings.{key}", f"is not a setting of 'tpe'; it takes {', '.join(DEFAULTS)}")
-        for key in settings
-        if key not in DEFAULTS
-    ]
+    problems = unknown_keys(settings, list(DEFAULTS), "tpe")
     startup = settings.get("n_startup_trials", DEFAULTS["n_startup_trials"])
-    if not isinstance(startup, int) or isinstance(startup, bool) or startup < 0:
+    if not is_int(startup) or startup < 0:
         problems.append(
             (
                 "optimizer_settings.n_startup_trials",
@@ -166,11 +163,7 @@ def settings_problems(
         problems.append(
             ("optimizer_settings.multivariate", f"is {multivariate!r}; give true or false")
         )
-    seed = settings.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        problems.append(
-            ("optimizer_settings.seed", f"is {seed!r}; give a non-negative integer or null")
-        )
+    problems += seed_problems(settings)
     for i, param in enumerate(optimized_params):
         if (
             isinstance(param, Mapping)
