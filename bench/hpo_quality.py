@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma list of {', '.join([*ZOO_METHODS, *RL_RELAY_METHODS])}; an rl-relay"
         " method@R runs R learning runs per job (default: --runs-per-job); method+KxM"
         " searches with K x M trainings fewer, then re-runs its K best configurations M times"
-        " each on fresh seeds (rl-relay reevaluate) and picks the best mean. Default:"
+        " each on fresh seeds (rl-relay reevaluate) and picks the best mean; ~ce evaluates"
+        " every job on the same episodes; ~free asks only when a worker is free. Default:"
         f" {','.join(DEFAULT_METHODS)}; --quick: {','.join(QUICK_METHODS)}",
     )
     p.add_argument("--trials", type=int, help="trainings per search (default: the settings')")

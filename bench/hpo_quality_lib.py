@@ -50,13 +50,15 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Method:
-    """A method name taken apart: ``base[@R][+KxM][~ce]``.
+    """A method name taken apart: ``base[@R][+KxM][~ce][~free]``.
 
     ``@R``: R learning runs per job (rl-relay). ``+KxM``: rl-relay's own workflow against
     luck, inside the same budget: the search gets ``K x M`` trainings fewer, then
     ``rl-relay reevaluate --top K --runs M`` re-runs its K best configurations on fresh seeds
     and the one with the best re-evaluated mean is the choice. ``~ce``: common evaluation
-    episodes, every job of the search evaluated on the same start states.
+    episodes, every job of the search evaluated on the same start states. ``~free``: the
+    search asks for a configuration only when a worker is free, as the zoo's threads do
+    (``n_jobs_per_iteration`` = workers), not up to a quarter of the budget ahead of results.
     """
 
     base: str
@@ -65,6 +67,8 @@ class Method:
     reruns: int = 0
     #: ``~ce``: every job evaluated on the same episodes (``eval_seed``), as the zoo's trials
     shared_episodes: bool = False
+    #: ``~free``: ask only when a worker is free, so every ask has all finished results
+    ask_when_free: bool = False
 
     @property
     def picks(self) -> bool:
@@ -75,11 +79,17 @@ class Method:
         return self.top * self.reruns
 
 
+METHOD_FLAGS = ("ce", "free")
+
+
 def parse_method(name: str) -> Method:
     """``Method`` of ``name``; ValueError saying what is wrong (a zoo method takes no suffix)."""
-    core, tilde, flag = name.partition("~")
-    if tilde and flag != "ce":
-        raise ValueError(f"{name!r}: the only ~ suffix is ~ce (common evaluation episodes)")
+    core, *flags = name.split("~")
+    if any(f not in METHOD_FLAGS for f in flags) or len(set(flags)) < len(flags):
+        raise ValueError(
+            f"{name!r}: the ~ suffixes are ~ce (common evaluation episodes) and ~free (ask"
+            " only when a worker is free), each at most once"
+        )
     head, plus, pick = core.partition("+")
     base, at, runs = head.partition("@")
     method = Method(base)
@@ -94,7 +104,7 @@ def parse_method(name: str) -> Method:
                 f"{name!r}: +KxM needs K >= 1 configurations re-run M >= 2 times (e.g. +2x2)"
             )
         method = Method(base, method.runs_per_job, int(top), int(reruns))
-    return dataclasses.replace(method, shared_episodes=bool(tilde))
+    return dataclasses.replace(method, shared_episodes="ce" in flags, ask_when_free="free" in flags)
 
 
 @dataclass(frozen=True)

@@ -249,9 +249,10 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
     )
     if m.shared_episodes:  # the zoo evaluates every trial on an env seeded with its --seed
         settings["fixed_params"]["config.rl_common_config.eval_seed"] = s.seed
-    settings["optimization_setting"].update(
-        number_of_samples=samples, n_jobs_per_iteration=max(s.workers, samples // 4)
-    )
+    # cluster_utils asks up to n_jobs_per_iteration configurations before their results are
+    # in; ~free makes that the number of workers, so each ask sees every finished job.
+    ahead = s.workers if m.ask_when_free else max(s.workers, samples // 4)
+    settings["optimization_setting"].update(number_of_samples=samples, n_jobs_per_iteration=ahead)
     return settings
 
 

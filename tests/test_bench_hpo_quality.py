@@ -6,6 +6,7 @@ Nothing here trains; the whole pipeline is exercised by ``python bench/hpo_quali
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -589,6 +590,14 @@ def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> N
     assert "config.rl_common_config.eval_seed" not in picked["fixed_params"]  # own episodes
     shared = rl_relay_settings(search, "twopointsde~ce", tmp_path, "search")
     assert shared["fixed_params"]["config.rl_common_config.eval_seed"] == 101  # the search seed
+    # ~free: no more configurations asked ahead of their results than there are workers
+    wide = dataclasses.replace(search, trials=32, runs_per_job=1)
+    ahead = rl_relay_settings(wide, "tpe~ce", tmp_path, "search")["optimization_setting"]
+    assert ahead["n_jobs_per_iteration"] == 8  # a quarter of the 32 jobs
+    free = rl_relay_settings(wide, "tpe~ce~free", tmp_path, "search")
+    assert free["optimization_setting"]["n_jobs_per_iteration"] == wide.workers
+    assert free["optimization_setting"]["number_of_samples"] == 32
+    assert free["fixed_params"]["config.rl_common_config.eval_seed"] == 101
     assert (out["optimizer_str"], out["optimizer_settings"]) == (
         "nevergrad",
         {"opt_alg": "twopointsde"},
@@ -690,7 +699,7 @@ def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> 
 @pytest.mark.parametrize(
     "methods",
     ["foo", "zoo@2", "cem@0", "cem@x", "zoo+2x2", "cem+2x1", "cem+0x2", "cem+2", "cem+x"]
-    + ["cem~x", "zoo~ce", "cem~ce+2x2"],
+    + ["cem~x", "zoo~ce", "cem~ce+2x2", "zoo~free", "cem~ce~ce", "cem~free~"],
 )
 def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     from hpo_quality import parse_args
@@ -705,13 +714,14 @@ def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     base=st.sampled_from(["cem", "twopointsde", "genetic", "dgd"]),
     runs=st.none() | st.integers(1, 99),
     pick=st.none() | st.tuples(st.integers(1, 99), st.integers(2, 99)),
-    shared=st.booleans(),
+    flags=st.lists(st.sampled_from(["ce", "free"]), unique=True),
 )
-def test_a_method_name_is_read_back_into_its_parts(base, runs, pick, shared) -> None:
+def test_a_method_name_is_read_back_into_its_parts(base, runs, pick, flags) -> None:
     name = base + (f"@{runs}" if runs else "") + (f"+{pick[0]}x{pick[1]}" if pick else "")
-    name += "~ce" * shared
+    name += "".join(f"~{f}" for f in flags)
     top, reruns = pick or (0, 0)
-    assert parse_method(name) == Method(base, runs, top, reruns, shared)
+    expected = Method(base, runs, top, reruns, "ce" in flags, "free" in flags)
+    assert parse_method(name) == expected
     assert parse_method(name).pick_trainings == top * reruns
 
 
