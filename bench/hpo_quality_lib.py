@@ -79,17 +79,16 @@ class Method:
         return self.top * self.reruns
 
 
-METHOD_FLAGS = ("ce", "free")
+#: the ``~`` suffixes of a method name and what each does (the error message lists them)
+METHOD_FLAGS = {"ce": "common evaluation episodes", "free": "ask only when a worker is free"}
 
 
 def parse_method(name: str) -> Method:
     """``Method`` of ``name``; ValueError saying what is wrong (a zoo method takes no suffix)."""
     core, *flags = name.split("~")
     if any(f not in METHOD_FLAGS for f in flags) or len(set(flags)) < len(flags):
-        raise ValueError(
-            f"{name!r}: the ~ suffixes are ~ce (common evaluation episodes) and ~free (ask"
-            " only when a worker is free), each at most once"
-        )
+        known = " and ".join(f"~{flag} ({what})" for flag, what in METHOD_FLAGS.items())
+        raise ValueError(f"{name!r}: the ~ suffixes are {known}, each at most once")
     head, plus, pick = core.partition("+")
     base, at, runs = head.partition("@")
     method = Method(base)
