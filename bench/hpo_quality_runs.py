@@ -71,15 +71,27 @@ print(json.dumps({"hpo": hpo, "optimizers": sorted(optimizer_dict)}))
 """
 
 
-def optimizer_settings(method: str, samples: int, seed: int) -> dict[str, Any]:
-    """Each optimiser's settings for a search of ``samples`` jobs (its shipped defaults)."""
+#: rl_zoo3's ``--n-startup-trials`` default: random configurations before TPE guides
+ZOO_STARTUP_TRIALS = 10
+
+
+def optimizer_settings(method: str, samples: int, seed: int, trials: int) -> dict[str, Any]:
+    """Each optimiser's settings for a search of ``samples`` jobs (its shipped defaults).
+
+    ``trials`` is the zoo's trial count at the same budget. tpe starts with the zoo's 10
+    random configurations, or with the zoo's share of them when ``@R`` or ``+KxM`` leaves it
+    fewer jobs than the zoo has trials (5 of 8 where the zoo has 10 of 16): 10 of 8 would
+    make it a random search.
+    """
     base = parse_method(method).base
     if base == "cem":
         return {"with_restarts": False, "num_jobs_in_elite": 5}
     if base == "twopointsde":
         return {"opt_alg": "twopointsde"}
     if base == "tpe":  # the zoo's sampler settings (rl_zoo3 --n-startup-trials 10)
-        return {"n_startup_trials": 10, "multivariate": True, "seed": seed}
+        share = round(ZOO_STARTUP_TRIALS * samples / max(trials, samples))
+        startup = min(ZOO_STARTUP_TRIALS, max(1, share))
+        return {"n_startup_trials": startup, "multivariate": True, "seed": seed}
     if base == "genetic":  # as hp_optim_ppo_ga.json: a quarter of the jobs seed the population
         return {"population_size": max(2, samples // 4), "parent_fraction": 0.25,
                 "mutation_probability": 0.2, "seed": seed}  # fmt: skip
@@ -229,7 +241,7 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         results_dir=str(results_dir),
         remove_working_dirs=False,
         optimizer_str=RL_RELAY_METHODS[base],
-        optimizer_settings=optimizer_settings(method, samples, s.seed),
+        optimizer_settings=optimizer_settings(method, samples, s.seed, s.trials),
         no_user_interaction=True,
     )
     venv = Path(sys.prefix)

@@ -598,6 +598,13 @@ def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> N
     assert free["optimization_setting"]["n_jobs_per_iteration"] == wide.workers
     assert free["optimization_setting"]["number_of_samples"] == 32
     assert free["fixed_params"]["config.rl_common_config.eval_seed"] == 101
+    # tpe: the zoo's 10 random start trials, or its share of them when there are fewer jobs
+    zoo_like = dataclasses.replace(search, runs_per_job=1)
+    startup = rl_relay_settings(zoo_like, "tpe~ce", tmp_path, "search")["optimizer_settings"]
+    assert startup == {"n_startup_trials": 10, "multivariate": True, "seed": 101}
+    two_runs = rl_relay_settings(search, "tpe@2~ce", tmp_path, "search")
+    assert two_runs["optimization_setting"]["number_of_samples"] == 8
+    assert two_runs["optimizer_settings"]["n_startup_trials"] == 5  # 10 of 16 -> 5 of 8
     assert (out["optimizer_str"], out["optimizer_settings"]) == (
         "nevergrad",
         {"opt_alg": "twopointsde"},
