@@ -89,8 +89,8 @@ def optimizer_settings(method: str, samples: int, seed: int, trials: int) -> dic
     if base == "twopointsde":
         return {"opt_alg": "twopointsde"}
     if base == "tpe":  # the zoo's sampler settings (rl_zoo3 --n-startup-trials 10)
-        share = round(ZOO_STARTUP_TRIALS * samples / max(trials, samples))
-        startup = min(ZOO_STARTUP_TRIALS, max(1, share))
+        # at most 10: the share is of max(trials, samples); at least 1 for tiny searches
+        startup = max(1, round(ZOO_STARTUP_TRIALS * samples / max(trials, samples)))
         return {"n_startup_trials": startup, "multivariate": True, "seed": seed}
     if base == "genetic":  # as hp_optim_ppo_ga.json: a quarter of the jobs seed the population
         return {"population_size": max(2, samples // 4), "parent_fraction": 0.25,
