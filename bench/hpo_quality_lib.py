@@ -173,7 +173,8 @@ def step_env_steps(step_dir: Path) -> int:
 
     ``model.resume.json`` has ``num_timesteps`` at the end of the step; progress.csv alone
     undercounts off-policy runs, which log every 4 episodes (SAC on Pendulum: every 800
-    steps), and its evaluation row has no step count.
+    steps), where a run has no evaluation row with its step count (a learner before
+    ``evaluations``, or ``eval_episodes`` 0).
     """
     from rl_relay.layout import StepPaths
 

@@ -123,7 +123,9 @@ def learner(config: Path, **kwargs: Any) -> subprocess.Popen:
     )
 
 
-def train_chain(base: Path, rl: dict, env: dict, per_iteration: int, iterations: int) -> list[Path]:
+def train_chain(
+    base: Path, rl: dict, env: dict, per_iteration: int, iterations: int, **common: Any
+) -> list[Path]:
     """Each iteration a separate process continuing the previous one; returns run dirs."""
     dirs, load = [], ""
     for i in range(iterations):
@@ -136,6 +138,7 @@ def train_chain(base: Path, rl: dict, env: dict, per_iteration: int, iterations:
                 "training_iteration": i,
                 "training_iterations": iterations,
                 "total_timesteps": per_iteration,
+                **common,
             },
             load,
         )
@@ -214,6 +217,21 @@ def test_split_training_is_bit_identical(tmp_path, rl, env, total, splits) -> No
         assert checkpoint.read_info(str(split[-1] / "model"))["previous_load_seconds"] >= 0
     assert checkpoint.read_info(str(whole[-1] / "model"))["previous_load_seconds"] is None
     assert any("eval/mean_reward" in r for r in rows(whole))
+
+
+def test_evaluations_spread_over_the_training_leave_it_unchanged(tmp_path: Path) -> None:
+    """Three evaluations over 420 steps: at 140, 280 and the end, split or not, and the
+    trained state is the one of a training evaluated only at the end."""
+    plain = train_chain(tmp_path / "plain", SAC, PENDULUM, 420, 1)
+    whole = train_chain(tmp_path / "whole", SAC, PENDULUM, 420, 1, evaluations=3)
+    split = train_chain(tmp_path / "split", SAC, PENDULUM, 140, 3, evaluations=3)
+    assert_same_state(plain[-1] / "model", whole[-1] / "model")
+    assert_same_state(plain[-1] / "model", split[-1] / "model")
+    assert rows(split) == rows(whole)
+    evaluated = [r for r in rows(whole) if "eval/mean_reward" in r]
+    assert [int(r["time/total_timesteps"]) for r in evaluated] == [140, 280, 420]
+    final = [r for r in rows(plain) if "eval/mean_reward" in r]
+    assert [r["eval/mean_reward"] for r in final] == [evaluated[-1]["eval/mean_reward"]]
 
 
 @pytest.mark.parametrize(

@@ -84,11 +84,14 @@ class JobConfig:
         """What decides the result besides the plan: ``restarts.json`` keeps it, and a
         working directory is only continued by a job with the same identity."""
         command = self.params.learning_command
+        window = self.params.reward_window
         return {
             "configs": {name: _digest(doc) for name, doc in sorted(self.merged.items())},
             "overrides": {o.param: o.value for o in self.overrides},
             "learning_command": "default" if command == DEFAULT_LEARNING_COMMAND else list(command),
             "reward_column": self.params.reward_column,
+            # only when set, so working directories written before it existed continue
+            **({"reward_window": window} if window > 1 else {}),
         }
 
 
@@ -163,6 +166,7 @@ def prepare(
             f"parameter 'learning_command' = {list(command)!r}: {command[0]!r} is not an"
             " executable on PATH or a path to one"
         )
+    own += _window_problems(job_params, templates, merged)
     problems += _named(source, "\n".join(own))
     member, member_problem = _pbt_member(params, job_params)
     if member_problem:
@@ -174,6 +178,29 @@ def prepare(
         for start, values in lookup(params, "replay_schedule", None) or ()
     )
     return JobConfig(job_params, templates, overrides, merged, member, replay)
+
+
+def _window_problems(
+    job_params: JobParams, templates: Templates, merged: Mapping[str, Any]
+) -> list[str]:
+    """reward_window over an eval/ column needs the default learner to evaluate that often.
+
+    Found here, before any training, rather than as a run that trained and has too few values.
+    """
+    window, column = job_params.reward_window, job_params.reward_column
+    if window == 1 or not column.startswith("eval/") or not job_params.uses_default_learner:
+        return []
+    common = merged.get(RL_COMMON_CONFIG)
+    evaluations = common.get("evaluations", 1) if isinstance(common, dict) else 1
+    if not isinstance(evaluations, int) or evaluations >= window:
+        return []  # a wrong type is the learner schema's to report
+    where = templates.source(RL_COMMON_CONFIG) if RL_COMMON_CONFIG in templates.paths else "default"
+    return [
+        f"parameter 'reward_window' = {window} averages the last {window} values of"
+        f" {column!r}, but the learner evaluates {evaluations} time(s)"
+        f" ({where}: evaluations); set"
+        f" config.rl_common_config.evaluations to at least {window}, or lower reward_window"
+    ]
 
 
 def _pbt_member(params: Mapping[str, Any], job_params: JobParams) -> tuple[Any, str | None]:

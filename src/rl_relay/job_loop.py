@@ -38,7 +38,9 @@ def fill_missing_rewards(job: JobConfig, state: State) -> State:
                     " job over"
                 )
             try:
-                reward = read_reward(Path(run.reward_source), job.params.reward_column)
+                reward = read_reward(
+                    Path(run.reward_source), job.params.reward_column, job.params.reward_window
+                )
             except (NoRewardError, RewardColumnError) as err:
                 raise ConfigError(str(err)) from None
             state = state.with_reward(run.run, reward)

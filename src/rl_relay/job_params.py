@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "learning_command": None,  # DEFAULT_LEARNING_COMMAND
     "learning_timeout": None,
     "reward_column": DEFAULT_REWARD_COLUMN,
+    "reward_window": 1,
     "id": 0,
 }
 #: Top-level names read elsewhere: the container wrapper's section and PBT's settings.
@@ -52,6 +53,7 @@ _HINTS = {
     "learning_command": 'a list of strings, e.g. ["python3", "my_learner.py"]',
     "learning_timeout": "seconds, a positive number (or leave it out for no limit)",
     "seed_scope": '"job" (each job its own seeds, the default) or "shared" (the same in all)',
+    "reward_window": "a whole number >= 1: how many of reward_column's last values to average",
 }
 
 
@@ -111,6 +113,8 @@ class JobParams:
     learning_command: tuple[str, ...]
     learning_timeout: float | None
     reward_column: str
+    #: a run's reward is the mean of reward_column's last this many values (1: the last)
+    reward_window: int
     #: cluster_utils' job id (0 when run by hand): with seed_scope "job" it decides seeds.
     job_id: int
 
@@ -170,6 +174,7 @@ class JobParams:
             learning_command=command,
             learning_timeout=flat["learning_timeout"],
             reward_column=flat["reward_column"],
+            reward_window=flat["reward_window"],
             job_id=flat["id"],
         )
 

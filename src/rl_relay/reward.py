@@ -1,8 +1,10 @@
 """Read a run's reward from the ``progress.csv`` its learner wrote.
 
-The reward is the last non-empty value of one column: SB3 leaves a column empty in rows
-where it has nothing to log (``rollout/ep_rew_mean`` before the first finished episode,
-``eval/*`` until the final evaluation).
+The reward is the last non-empty value of one column, or the mean of its last ``window``
+ones: SB3 leaves a column empty in rows where it has nothing to log
+(``rollout/ep_rew_mean`` before the first finished episode, ``eval/*`` between
+evaluations). A mean over the last evaluations scores how well a configuration learned
+over the end of its training, not one snapshot of a policy that swings between updates.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ class NoRewardError(ValueError):
     """The file or a usable value is missing: the attempt did not produce a result."""
 
 
-def read_reward(progress_csv: Path, column: str) -> float:
-    """The last non-empty value of ``column`` in ``progress_csv``."""
+def read_reward(progress_csv: Path, column: str, window: int = 1) -> float:
+    """The mean of the last ``window`` non-empty values of ``column`` in ``progress_csv``.
+
+    Fewer values than ``window`` is a configuration error (RewardColumnError): the learner
+    logs that many only if it is set up to (``evaluations`` for an ``eval/`` column).
+    """
     try:
         with open(progress_csv, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
@@ -34,20 +40,28 @@ def read_reward(progress_csv: Path, column: str) -> float:
                     f" {', '.join(header)}); set the fixed parameter reward_column to one of them"
                 )
             index = header.index(column)
-            last = ""
-            for row in reader:
-                if index < len(row) and row[index].strip():
-                    last = row[index].strip()
+            values = [
+                row[index].strip() for row in reader if index < len(row) and row[index].strip()
+            ]
     except FileNotFoundError:
         raise NoRewardError(f"the learner wrote no {progress_csv}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise NoRewardError(f"{progress_csv} cannot be read: {err}") from None
-    if not last:
+    if not values:
         raise NoRewardError(f"column {column!r} of {progress_csv} has no value")
-    try:
-        value = float(last)
-    except ValueError:
-        raise NoRewardError(f"column {column!r} of {progress_csv} ends in {last!r}") from None
-    if not math.isfinite(value):
-        raise NoRewardError(f"column {column!r} of {progress_csv} ends in {last} (diverged?)")
-    return value
+    if len(values) < window:
+        raise RewardColumnError(
+            f"reward_window is {window} but column {column!r} of {progress_csv} has only"
+            f" {len(values)} value(s); lower reward_window, or for an eval/ column set"
+            f" config.rl_common_config.evaluations to at least {window}"
+        )
+    total = 0.0
+    for text in values[-window:]:
+        try:
+            value = float(text)
+        except ValueError:
+            raise NoRewardError(f"column {column!r} of {progress_csv} has {text!r}") from None
+        if not math.isfinite(value):
+            raise NoRewardError(f"column {column!r} of {progress_csv} has {text} (diverged?)")
+        total += value
+    return total / window

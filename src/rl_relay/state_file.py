@@ -109,8 +109,9 @@ def load_state(path: Path, plan: Plan, identity: dict[str, Any] | None = None) -
 
     Raises StateError if the file is unreadable or was written by another job: other
     settings, other configs, another learning command. ``max_attempts`` may change between
-    starts (raise it to give a failed job more tries), and so may ``reward_column`` while
-    no reward has been read with the old one (the fix for a wrong column).
+    starts (raise it to give a failed job more tries), and so may ``reward_column`` and
+    ``reward_window`` while no reward has been read with the old ones (the fix for a wrong
+    column).
     """
     identity = dict(identity or {})
     if not path.exists():
@@ -132,8 +133,11 @@ def load_state(path: Path, plan: Plan, identity: dict[str, Any] | None = None) -
             )
     if identity:
         comparable = dict(state.identity)
-        if not state.rewards() and "reward_column" in identity:
-            comparable["reward_column"] = identity["reward_column"]
+        if not state.rewards():  # no reward read yet: the way to read it may still change
+            for how in ("reward_column", "reward_window"):
+                comparable.pop(how, None)
+                if how in identity:
+                    comparable[how] = identity[how]
         differences = identity_differences(comparable, identity)
         if differences:
             raise StateError(

@@ -187,7 +187,7 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
     )
     if result.returncode == 0 and not result.timed_out and last:
         try:
-            facts = _with_reward(facts, paths, job.params.reward_column)
+            facts = _with_reward(facts, paths, job.params.reward_column, job.params.reward_window)
         except RewardColumnError as err:
             facts = replace(facts, column_problem=str(err))
     outcome = classify(facts)
@@ -202,9 +202,9 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
     return StepRun(outcome, record, result)
 
 
-def _with_reward(facts: Facts, paths: StepPaths, column: str) -> Facts:
+def _with_reward(facts: Facts, paths: StepPaths, column: str, window: int) -> Facts:
     try:
-        reward = read_reward(paths.progress, column)
+        reward = read_reward(paths.progress, column, window)
     except NoRewardError as err:
         return replace(facts, reward_problem=str(err))
     return replace(facts, reward=reward)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
 
 from rl_relay import exit_codes
@@ -49,6 +49,36 @@ class PreemptionCallback(BaseCallback):
             raise Preempted
 
     def _on_step(self) -> bool:
+        return True
+
+
+def evaluation_points(horizon: int, evaluations: int) -> list[int]:
+    """The timesteps of the evaluations before the final one: ``evaluations`` spread evenly
+    over the whole training (all its iterations), the last at its end.
+
+    They depend only on the horizon, so a split or resumed training evaluates where an
+    uninterrupted one does.
+    """
+    return [horizon * j // evaluations for j in range(1, evaluations)]
+
+
+class EvaluationCallback(BaseCallback):
+    """Evaluates as soon as the timestep counter reaches each point not yet passed.
+
+    The evaluation runs its own env and the policy's deterministic action (no random draw),
+    so training goes on exactly as without it; ``progress.csv`` gets one ``eval/*`` row per
+    point. A run resumed past a point does not evaluate there again.
+    """
+
+    def __init__(self, configs: dict[str, Any], points: list[int], start: int) -> None:
+        super().__init__()
+        self.configs = configs
+        self.points = [p for p in points if p > start]
+
+    def _on_step(self) -> bool:
+        while self.points and self.num_timesteps >= self.points[0]:
+            self.points.pop(0)
+            evaluate(self.model, self.configs)
         return True
 
 
@@ -111,10 +141,18 @@ def evaluate(model: Any, configs: dict[str, Any]) -> None:
         configs["env_config"], eval_env_seed(configs["rl_common_config"]), model.get_env()
     )
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    eval_env.close()
     model.logger.record("eval/mean_reward", float(mean))
     model.logger.record("eval/std_reward", float(std))
+    model.logger.record("time/total_timesteps", model.num_timesteps)  # where on the curve
     model.logger.dump(model.num_timesteps)
-    logger.info("evaluation over %d episodes: %.2f +- %.2f", episodes, mean, std)
+    logger.info(
+        "evaluation at %d timesteps over %d episodes: %.2f +- %.2f",
+        model.num_timesteps,
+        episodes,
+        mean,
+        std,
+    )
 
 
 def prepare(configs: dict[str, Any], cpus: int) -> tuple[Any, Logger, float | None]:
@@ -158,10 +196,15 @@ def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
             iteration + 1,
             iterations,
         )
+        points = evaluation_points(model.relay_horizon, common.get("evaluations", 1))
+        callbacks = [
+            PreemptionCallback(stop),
+            EvaluationCallback(configs, points, model.num_timesteps),
+        ]
         try:
             model.learn(
                 total_timesteps=target - model.num_timesteps,
-                callback=PreemptionCallback(stop),
+                callback=CallbackList(callbacks),
                 reset_num_timesteps=False,
                 log_interval=1 if rl["algorithm"] in ON_POLICY else 4,
                 progress_bar=sys.stderr.isatty(),

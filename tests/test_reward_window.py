@@ -1,0 +1,106 @@
+"""A run's reward as the mean of its last ``reward_window`` values of ``reward_column``.
+
+With ``evaluations`` spread over the training, a search can score how well a configuration
+did over the end of its training instead of one snapshot of a policy that swings between
+updates (the luck that makes a one-run-per-job search pick the wrong configuration).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, read_json, run_learning
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rl_relay.job_config import ConfigError, prepare
+from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.state import derive_seed
+
+COLUMN = "eval/mean_reward"
+values = st.lists(
+    st.one_of(st.none(), st.integers(-2000, 2000).map(float)), min_size=1, max_size=12
+)
+
+
+def write_progress(path: Path, cells: list[float | None]) -> Path:
+    """A progress.csv with one row per cell; None leaves the column empty in that row."""
+    rows = [f"{i},{'' if c is None else repr(c)}" for i, c in enumerate(cells)]
+    path.write_text("\n".join(["time/total_timesteps," + COLUMN, *rows]) + "\n")
+    return path
+
+
+@given(cells=values, window=st.integers(1, 6))
+def test_the_reward_is_the_mean_of_the_last_window_values(
+    tmp_path_factory: pytest.TempPathFactory, cells: list[float | None], window: int
+) -> None:
+    path = write_progress(tmp_path_factory.mktemp("p") / "progress.csv", cells)
+    present = [c for c in cells if c is not None]
+    if not present:
+        with pytest.raises(NoRewardError):
+            read_reward(path, COLUMN, window)
+    elif len(present) < window:
+        with pytest.raises(RewardColumnError, match="reward_window is") as err:
+            read_reward(path, COLUMN, window)
+        assert "config.rl_common_config.evaluations" in str(err.value)
+    else:
+        assert read_reward(path, COLUMN, window) == pytest.approx(sum(present[-window:]) / window)
+        assert read_reward(path, COLUMN) == present[-1]
+
+
+def test_a_diverged_value_inside_the_window_is_no_result(tmp_path: Path) -> None:
+    path = tmp_path / "progress.csv"
+    path.write_text(f"{COLUMN}\n1.0\nnan\n3.0\n")
+    assert read_reward(path, COLUMN, 1) == 3.0
+    with pytest.raises(NoRewardError, match="diverged"):
+        read_reward(path, COLUMN, 2)
+
+
+def sac_params(**params: object) -> dict:
+    return {
+        "config": {"config_templates": str(REPO / "hp_optim" / "config_templates_sac.json")},
+        "reward_column": COLUMN,
+        **params,
+    }
+
+
+def test_a_window_longer_than_the_evaluations_is_refused_before_any_training(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        prepare(sac_params(reward_window=3), "params.json", REPO, require=())
+    message = str(err.value)
+    assert "params.json" in message and "'reward_window' = 3" in message
+    assert "config.rl_common_config.evaluations to at least 3" in message
+    evaluated = sac_params(reward_window=3, **{"config.rl_common_config.evaluations": 3})
+    assert prepare(evaluated, "params.json", REPO, require=()).params.reward_window == 3
+    # a column the learner logs every rollout needs no evaluations
+    rollouts = sac_params(reward_window=3, reward_column="rollout/ep_rew_mean")
+    assert prepare(rollouts, "params.json", REPO, require=()).params.reward_window == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_a_reward_window_that_is_not_a_whole_number_from_1_is_named(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"parameter 'reward_window' = .* is invalid"):
+        prepare(sac_params(reward_window=bad), "params.json", REPO, require=())
+
+
+def test_a_too_long_window_keeps_the_training_and_a_fixed_window_reads_it(
+    make_job, tmp_path: Path
+) -> None:
+    """The stand-in logs one value: window 2 is a configuration error, not a flaky run."""
+    params = make_job(learning_runs_per_job=1, reward_window=2)
+    proc = run_learning(params)
+    assert proc.returncode == 1
+    assert "reward_window is 2" in proc.stderr and "lower reward_window" in proc.stderr
+    wd = tmp_path / "wd"
+    params.write_text(json.dumps({**read_json(params), "reward_window": 1}))
+    proc = run_learning(params)
+    assert proc.returncode == 0, proc.stderr
+    calls = (wd / "calls.jsonl").read_text().splitlines()
+    assert len(calls) == 1  # the training was not repeated
+    metrics = (wd / "metrics.csv").read_text().splitlines()
+    reward = float(dict(zip(*(line.split(",") for line in metrics), strict=True))["mean_eprewmean"])
+    assert reward == 3 + derive_seed(0, 0, 0, 0) % 7
