@@ -59,6 +59,9 @@ class Method:
     episodes, every job of the search evaluated on the same start states. ``~free``: the
     search asks for a configuration only when a worker is free, as the zoo's threads do
     (``n_jobs_per_iteration`` = workers), not up to a quarter of the budget ahead of results.
+    ``~late``: a run's score is the mean of its last 3 of 5 evaluations spread over the
+    training (at 60, 80 and 100% of it), not the final one alone: a configuration that
+    learned early and stayed good beats one that got a lucky last snapshot.
     """
 
     base: str
@@ -69,6 +72,8 @@ class Method:
     shared_episodes: bool = False
     #: ``~free``: ask only when a worker is free, so every ask has all finished results
     ask_when_free: bool = False
+    #: ``~late``: score the mean of the evaluations over the end of the training
+    late_window: bool = False
 
     @property
     def picks(self) -> bool:
@@ -80,7 +85,11 @@ class Method:
 
 
 #: the ``~`` suffixes of a method name and what each does (the error message lists them)
-METHOD_FLAGS = {"ce": "common evaluation episodes", "free": "ask only when a worker is free"}
+METHOD_FLAGS = {
+    "ce": "common evaluation episodes",
+    "free": "ask only when a worker is free",
+    "late": "score the mean of the last 3 of 5 evaluations",
+}
 
 
 def parse_method(name: str) -> Method:
@@ -103,7 +112,12 @@ def parse_method(name: str) -> Method:
                 f"{name!r}: +KxM needs K >= 1 configurations re-run M >= 2 times (e.g. +2x2)"
             )
         method = Method(base, method.runs_per_job, int(top), int(reruns))
-    return dataclasses.replace(method, shared_episodes="ce" in flags, ask_when_free="free" in flags)
+    return dataclasses.replace(
+        method,
+        shared_episodes="ce" in flags,
+        ask_when_free="free" in flags,
+        late_window="late" in flags,
+    )
 
 
 @dataclass(frozen=True)

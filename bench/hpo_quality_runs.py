@@ -49,6 +49,9 @@ NOT_COMPARED = {
     " honest score is `rl-relay reevaluate` of the PBT run (docs/pbt.md)",
 }
 ZOO_METHODS = {"zoo": "none", "zoo-median": "median", "zoo-native": "none"}
+#: ``~late``: evaluations spread over each search training, and how many of the last ones
+#: score it (the re-evaluation scores the final one, as for every method)
+LATE_EVALUATIONS, LATE_WINDOW = 5, 3
 #: DGD searches ordered value lists: continuous parameters become grids of this many points.
 DGD_GRID_POINTS = 7
 # Seeds the seeding of numpy/random in the server process: cluster_utils has no seed setting.
@@ -261,6 +264,10 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
     )
     if m.shared_episodes:  # the zoo evaluates every trial on an env seeded with its --seed
         settings["fixed_params"]["config.rl_common_config.eval_seed"] = s.seed
+    if m.late_window:
+        settings["fixed_params"].update(
+            {"config.rl_common_config.evaluations": LATE_EVALUATIONS, "reward_window": LATE_WINDOW}
+        )
     # cluster_utils asks up to n_jobs_per_iteration configurations before their results are
     # in; ~free makes that the number of workers, so each ask sees every finished job.
     ahead = s.workers if m.ask_when_free else max(s.workers, samples // 4)
@@ -326,6 +333,29 @@ def pick(s: Search, m: Method, results: Path, outcome: Outcome, work: Path, env:
     outcome.estimate, outcome.overrides = read_pick(summary, s.space)
 
 
+def reeval_params(
+    s: Search, overrides: dict[str, Any], runs: int, seed: int, wd: Path
+) -> dict[str, Any]:
+    """One re-evaluation job's parameters: the shared settings and the choice, scored by its
+    final evaluation whatever the method's search scored (``~late``'s window is not here).
+    """
+    templates = str((REPO / s.settings["fixed_params"]["config.config_templates"]).resolve())
+    return {
+        **fixed_overrides(s.settings),
+        "config.config_templates": templates,
+        "config.rl_common_config.total_timesteps": s.budget,
+        "config.rl_common_config.eval_episodes": s.eval_episodes,
+        "config.rl_common_config.eval_seed": None,  # episodes of each re-evaluation seed
+        **overrides,
+        "learning_runs_per_job": runs,
+        "max_attempts": 2,
+        "training_iterations": 1,
+        "seed": seed,
+        "reward_column": "eval/mean_reward",
+        "working_dir": str(wd),
+    }
+
+
 def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, base: int) -> None:
     """Train the chosen configuration with ``seeds`` fresh seeds at the full budget.
 
@@ -333,7 +363,6 @@ def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, ba
     workers, each pinned to one CPU; worker w uses base seed ``base + w``, so every method's
     choice is re-evaluated on the same seeds, none of which a search used.
     """
-    templates = str((REPO / s.settings["fixed_params"]["config.config_templates"]).resolve())
     shares = [seeds // s.workers + (w < seeds % s.workers) for w in range(s.workers)]
     cpus = sorted(os.sched_getaffinity(0))
     procs = []
@@ -342,20 +371,7 @@ def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, ba
         if wd.exists():
             shutil.rmtree(wd)  # an interrupted re-evaluation starts over
         wd.mkdir(parents=True)
-        params = {
-            **fixed_overrides(s.settings),
-            "config.config_templates": templates,
-            "config.rl_common_config.total_timesteps": s.budget,
-            "config.rl_common_config.eval_episodes": s.eval_episodes,
-            "config.rl_common_config.eval_seed": None,  # episodes of each re-evaluation seed
-            **outcome.overrides,
-            "learning_runs_per_job": runs,
-            "max_attempts": 2,
-            "training_iterations": 1,
-            "seed": base + w,
-            "reward_column": "eval/mean_reward",
-            "working_dir": str(wd),
-        }
+        params = reeval_params(s, outcome.overrides, runs, base + w, wd)
         (wd / "params.json").write_text(json.dumps(params, indent=2))
         cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(wd / "params.json")]
         log = open(wd / "reeval.log", "w", encoding="utf-8")  # noqa: SIM115

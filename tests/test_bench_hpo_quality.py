@@ -564,7 +564,7 @@ def test_csv_has_one_row_per_search_with_its_choice(tmp_path) -> None:
 
 
 def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> None:
-    from hpo_quality_runs import Search, rl_relay_settings
+    from hpo_quality_runs import Search, reeval_params, rl_relay_settings
 
     s = settings(PPO_SETTINGS)
     search = Search(
@@ -605,6 +605,15 @@ def test_rl_relay_search_gets_the_same_env_step_budget_as_the_zoo(tmp_path) -> N
     two_runs = rl_relay_settings(search, "tpe@2~ce", tmp_path, "search")
     assert two_runs["optimization_setting"]["number_of_samples"] == 8
     assert two_runs["optimizer_settings"]["n_startup_trials"] == 5  # 10 of 16 -> 5 of 8
+    assert "reward_window" not in two_runs["fixed_params"]  # the final evaluation scores
+    late = rl_relay_settings(search, "tpe@2~ce~late", tmp_path, "search")["fixed_params"]
+    assert (late["config.rl_common_config.evaluations"], late["reward_window"]) == (5, 3)
+    # ... but every choice is re-evaluated by its final evaluation, on its own episodes
+    again = reeval_params(search, {"config.rl_config.gamma": 0.9}, 3, 7, tmp_path)
+    assert (again["reward_column"], again.get("reward_window", 1)) == ("eval/mean_reward", 1)
+    assert again.get("config.rl_common_config.evaluations", 1) == 1
+    assert (again["config.rl_common_config.eval_seed"], again["seed"]) == (None, 7)
+    assert again["config.rl_config.gamma"] == 0.9 and again["learning_runs_per_job"] == 3
     assert (out["optimizer_str"], out["optimizer_settings"]) == (
         "nevergrad",
         {"opt_alg": "twopointsde"},
@@ -706,7 +715,7 @@ def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> 
 @pytest.mark.parametrize(
     "methods",
     ["foo", "zoo@2", "cem@0", "cem@x", "zoo+2x2", "cem+2x1", "cem+0x2", "cem+2", "cem+x"]
-    + ["cem~x", "zoo~ce", "cem~ce+2x2", "zoo~free", "cem~ce~ce", "cem~free~"],
+    + ["cem~x", "zoo~ce", "cem~ce+2x2", "zoo~free", "cem~ce~ce", "cem~free~", "zoo~late"],
 )
 def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     from hpo_quality import parse_args
@@ -721,13 +730,13 @@ def test_an_unknown_method_exits_1_naming_it(methods: str, capsys) -> None:
     base=st.sampled_from(["cem", "twopointsde", "genetic", "dgd"]),
     runs=st.none() | st.integers(1, 99),
     pick=st.none() | st.tuples(st.integers(1, 99), st.integers(2, 99)),
-    flags=st.lists(st.sampled_from(["ce", "free"]), unique=True),
+    flags=st.lists(st.sampled_from(["ce", "free", "late"]), unique=True),
 )
 def test_a_method_name_is_read_back_into_its_parts(base, runs, pick, flags) -> None:
     name = base + (f"@{runs}" if runs else "") + (f"+{pick[0]}x{pick[1]}" if pick else "")
     name += "".join(f"~{f}" for f in flags)
     top, reruns = pick or (0, 0)
-    expected = Method(base, runs, top, reruns, "ce" in flags, "free" in flags)
+    expected = Method(base, runs, top, reruns, "ce" in flags, "free" in flags, "late" in flags)
     assert parse_method(name) == expected
     assert parse_method(name).pick_trainings == top * reruns
 
