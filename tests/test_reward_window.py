@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, read_json, run_learning
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rl_relay.job_config import ConfigError, prepare
+from rl_relay.learner.train import evaluation_points
 from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
 from rl_relay.state import derive_seed
 
@@ -32,6 +33,7 @@ def write_progress(path: Path, cells: list[float | None]) -> Path:
     return path
 
 
+@settings(deadline=None)  # file writes: a busy machine's disk may stall one example
 @given(cells=values, window=st.integers(1, 6))
 def test_the_reward_is_the_mean_of_the_last_window_values(
     tmp_path_factory: pytest.TempPathFactory, cells: list[float | None], window: int
@@ -104,3 +106,14 @@ def test_a_too_long_window_keeps_the_training_and_a_fixed_window_reads_it(
     metrics = (wd / "metrics.csv").read_text().splitlines()
     reward = float(dict(zip(*(line.split(",") for line in metrics), strict=True))["mean_eprewmean"])
     assert reward == 3 + derive_seed(0, 0, 0, 0) % 7
+
+
+@given(horizon=st.integers(1, 10**7), evaluations=st.integers(1, 50))
+def test_evaluation_points_split_the_training_evenly_before_its_end(
+    horizon: int, evaluations: int
+) -> None:
+    points = evaluation_points(horizon, evaluations)
+    assert points == sorted(set(points)) and all(0 < p < horizon for p in points)
+    if horizon >= evaluations:  # one point per evaluation but the final one
+        assert len(points) == evaluations - 1
+        assert all(abs(p - horizon * j / evaluations) < 1 for j, p in enumerate(points, 1))

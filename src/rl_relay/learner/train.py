@@ -57,9 +57,9 @@ def evaluation_points(horizon: int, evaluations: int) -> list[int]:
     over the whole training (all its iterations), the last at its end.
 
     They depend only on the horizon, so a split or resumed training evaluates where an
-    uninterrupted one does.
+    uninterrupted one does. More evaluations than timesteps give fewer points (one each).
     """
-    return [horizon * j // evaluations for j in range(1, evaluations)]
+    return sorted({horizon * j // evaluations for j in range(1, evaluations)} - {0, horizon})
 
 
 class EvaluationCallback(BaseCallback):
