@@ -289,9 +289,41 @@ def welch_interval(
     return diff, float(t.ppf(0.5 + confidence / 2, dof) * math.sqrt(va + vb))
 
 
+def per_repeat_differences(
+    outcomes: Sequence[Outcome], method: str, reference: str = "zoo"
+) -> list[float]:
+    """``method``'s re-evaluated mean minus the reference's, one per repeat both finished.
+
+    A repeat's two searches share their search seed and their choices are re-evaluated on
+    the same fresh seeds, so each difference is paired; the repeats are the independent
+    units. (Pooling the runs, as the Welch line does, treats the runs of one choice as if
+    they were independent searches: too narrow when choices differ between searches.)
+    """
+    mine = {o.repeat: o.reeval_rewards for o in outcomes if o.method == method and o.status == "ok"}
+    theirs = {
+        o.repeat: o.reeval_rewards for o in outcomes if o.method == reference and o.status == "ok"
+    }
+    return [
+        statistics.fmean(mine[r]) - statistics.fmean(theirs[r])
+        for r in sorted(mine)
+        if mine[r] and theirs.get(r)
+    ]
+
+
+def _verdict(diff: float, half: float, too_few: str) -> str:
+    if math.isnan(half):
+        return too_few
+    if diff - half > 0:
+        return "better"
+    if diff + half < 0:
+        return "worse"
+    return "within noise"
+
+
 def versus(outcomes: Sequence[Outcome], reference: str = "zoo") -> list[str]:
     """One line per other method: its pooled re-evaluated mean minus the reference's, and
-    whether the 95% interval of that difference excludes 0 (the README's verdict)."""
+    whether the 95% interval of that difference excludes 0 (the README's verdict); then the
+    same per repeat, the repeats as units (``per_repeat_differences``)."""
     pooled = {m: _pooled(outcomes, m) for m in dict.fromkeys(o.method for o in outcomes)}
     if not pooled.get(reference):
         return []
@@ -300,18 +332,21 @@ def versus(outcomes: Sequence[Outcome], reference: str = "zoo") -> list[str]:
         if method == reference or not rewards:
             continue
         diff, half = welch_interval(rewards, pooled[reference])
-        if math.isnan(half):
-            verdict = "too few seeds to tell"
-        elif diff - half > 0:
-            verdict = "better"
-        elif diff + half < 0:
-            verdict = "worse"
-        else:
-            verdict = "within noise"
-        lines.append(
+        verdict = _verdict(diff, half, "too few seeds to tell")
+        line = (
             f"{method} - {reference}: {diff:+,.1f} ± {_fmt(half)} (95% Welch interval over"
             f" {len(rewards)} and {len(pooled[reference])} re-evaluations): {verdict}"
         )
+        paired = per_repeat_differences(outcomes, method, reference)
+        if paired:
+            mean, half = t_interval(paired)
+            wins = sum(d > 0 for d in paired)
+            line += (
+                f"; per repeat (same search seed, same fresh seeds): {mean:+,.1f} ±"
+                f" {_fmt(half)} (95% t interval over {len(paired)} repeat(s), higher in"
+                f" {wins}): {_verdict(mean, half, 'too few repeats to tell')}"
+            )
+        lines.append(line)
     return lines
 
 

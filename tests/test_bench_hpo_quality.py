@@ -28,6 +28,7 @@ from hpo_quality_lib import (  # noqa: E402
     job_env_steps,
     job_rewards,
     parse_method,
+    per_repeat_differences,
     read_best_job,
     read_pick,
     read_zoo_report,
@@ -515,7 +516,7 @@ def test_versus_calls_a_difference_only_when_its_interval_excludes_zero() -> Non
             Outcome("cartpole", "pbt", 0, "missing", "not compared"),
         ]
     )
-    verdicts = {line.split(" - ")[0]: line.rsplit(": ", 1)[1] for line in lines}
+    verdicts = {line.split(" - ")[0]: line.split("; ")[0].rsplit(": ", 1)[1] for line in lines}
     assert verdicts == {
         "cem": "better",
         "dgd": "worse",
@@ -523,6 +524,27 @@ def test_versus_calls_a_difference_only_when_its_interval_excludes_zero() -> Non
         "twopointsde": "too few seeds to tell",
     }
     assert versus([o("cem", [1.0, 2.0])]) == []  # no zoo row: nothing to compare with
+    assert lines[0].endswith("over 1 repeat(s), higher in 1): too few repeats to tell")
+
+
+def test_per_repeat_differences_pair_the_searches_of_one_search_seed() -> None:
+    def o(method: str, repeat: int, rewards: list[float], status: str = "ok") -> Outcome:
+        return Outcome("pendulum", method, repeat, status, reeval_rewards=rewards)
+
+    outcomes = [
+        o("zoo", 0, [-150.0, -160.0]),
+        o("zoo", 1, [-200.0, -210.0]),
+        o("zoo", 2, [-150.0, -150.0]),
+        o("tpe", 1, [-190.0, -200.0]),  # +10 on repeat 1
+        o("tpe", 0, [-140.0, -150.0]),  # +10 on repeat 0
+        o("tpe", 2, [-100.0], "failed"),  # a failed search pairs with nothing
+        o("tpe", 3, [-100.0, -100.0]),  # the zoo has no repeat 3
+    ]
+    assert per_repeat_differences(outcomes, "tpe") == [10.0, 10.0]
+    line = versus(outcomes)[0]
+    # the pooled runs differ by more than the repeats do: Welch cannot call it, the pairs can
+    assert "within noise; per repeat" in line
+    assert line.endswith("+10.0 ± 0.0 (95% t interval over 2 repeat(s), higher in 2): better")
 
 
 def test_report_only_writes_the_table_from_finished_searches_and_runs_nothing(
