@@ -289,6 +289,11 @@ def welch_interval(
     return diff, float(t.ppf(0.5 + confidence / 2, dof) * math.sqrt(va + vb))
 
 
+def _by_repeat(outcomes: Sequence[Outcome], method: str) -> dict[int, list[float]]:
+    """Repeat -> re-evaluation rewards of ``method``'s finished searches."""
+    return {o.repeat: o.reeval_rewards for o in outcomes if o.method == method and o.status == "ok"}
+
+
 def per_repeat_differences(
     outcomes: Sequence[Outcome], method: str, reference: str = "zoo"
 ) -> list[float]:
@@ -299,10 +304,7 @@ def per_repeat_differences(
     units. (Pooling the runs, as the Welch line does, treats the runs of one choice as if
     they were independent searches: too narrow when choices differ between searches.)
     """
-    mine = {o.repeat: o.reeval_rewards for o in outcomes if o.method == method and o.status == "ok"}
-    theirs = {
-        o.repeat: o.reeval_rewards for o in outcomes if o.method == reference and o.status == "ok"
-    }
+    mine, theirs = _by_repeat(outcomes, method), _by_repeat(outcomes, reference)
     return [
         statistics.fmean(mine[r]) - statistics.fmean(theirs[r])
         for r in sorted(mine)
