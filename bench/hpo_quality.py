@@ -199,7 +199,7 @@ def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str
 
 def estimate(args: argparse.Namespace, space: list, searches: int) -> float:
     """Modelled seconds of one search and its re-evaluation; the total is printed."""
-    from rl_relay.templates import load_templates
+    from rl_relay.job.templates import load_templates
 
     templates = load_templates(args.settings["fixed_params"]["config.config_templates"], REPO)
     n_envs = int(templates.documents["env_config"].get("n_envs") or 1)

@@ -9,7 +9,7 @@ training, evaluation, best trial and report CSV):
 - ``HYPERPARAMS_SAMPLER[algo]`` asks Optuna for the settings file's optimised parameters
   (named as rl-relay names them) and returns what rl-relay's learner would pass to SB3: the
   template's ``rl_config`` with the settings' fixed and sampled overrides merged by
-  ``rl_relay.overrides.merge`` and converted by ``constructor_kwargs``. So a zoo trial
+  ``rl_relay.job.overrides.merge`` and converted by ``constructor_kwargs``. So a zoo trial
   trains exactly what an rl-relay job with the same values trains. ``--native`` keeps the
   zoo's own sampler (its own space).
 - The trial's evaluation callback stores ``model.num_timesteps`` at the end of ``learn()`` as
@@ -38,9 +38,9 @@ from hpo_quality_space import fixed_overrides, space_of, suggest  # noqa: E402
 
 def make_sampler(settings: dict[str, Any]) -> tuple[str, int, Callable[..., dict[str, Any]]]:
     """(zoo algo name, n_envs, sampler) for the settings' space and templates."""
+    from rl_relay.job.overrides import collect_overrides, merge
+    from rl_relay.job.templates import load_templates
     from rl_relay.learner.algorithms import constructor_kwargs
-    from rl_relay.overrides import collect_overrides, merge
-    from rl_relay.templates import load_templates
 
     space = space_of(settings)
     templates = load_templates(settings["fixed_params"]["config.config_templates"], REPO)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "src"))
 from cluster_utils.hp_optimization import get_distribution  # noqa: E402
 from cluster_utils.server.job import Job  # noqa: E402
 
-from rl_relay.cluster_utils_patches import ContinuableMetaoptimizer  # noqa: E402
+from rl_relay.hpo.patches import ContinuableMetaoptimizer  # noqa: E402
 from rl_relay.optimizers.genetic import GeneticOptimizer  # noqa: E402
 from rl_relay.optimizers.persist import save_state  # noqa: E402
 

@@ -20,8 +20,9 @@ from conftest import STAND_IN_LEARNER, stand_in_params, write_stand_in_templates
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rl_relay import atomic, check, exit_codes
-from rl_relay.run_learning import main
+from rl_relay import atomic, exit_codes
+from rl_relay.check import command as check
+from rl_relay.job.run_learning import main
 
 SUPPRESS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 

@@ -382,8 +382,8 @@ def test_best_job_is_the_first_row_with_the_metric_and_overrides_in_template_typ
 def test_the_pick_is_the_best_fresh_mean_of_rl_relay_reevaluate_not_the_search_estimate(
     tmp_path,
 ) -> None:
-    from rl_relay.reevaluate import write_summary
-    from rl_relay.reevaluation import Candidate, Evaluated, summary_rows
+    from rl_relay.reevaluate.command import write_summary
+    from rl_relay.reevaluate.stats import Candidate, Evaluated, summary_rows
 
     def candidate(job: int, estimate: float, n_steps: int, act: str) -> Candidate:
         values = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rl_relay.cluster import job_resources, resources_from_classad
+from rl_relay.job.resources import job_resources, resources_from_classad
 
 # An excerpt of a real HTCondor job ClassAd (condor_q -l), RequestCpus as an expression.
 JOB_AD = """\

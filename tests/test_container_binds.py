@@ -1,4 +1,4 @@
-"""rl_relay.container_binds: every bind given to the runtime means what the user wrote.
+"""rl_relay.container.binds: every bind given to the runtime means what the user wrote.
 
 Apptainer cuts a --bind value into pieces with the regular expression ``[^,^:]+`` and
 trims each piece; ``apptainer_pieces`` below does the same, so the properties check that
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rl_relay.container_binds import Bind, BindError, options, parse, same_path, visible
+from rl_relay.container.binds import Bind, BindError, options, parse, same_path, visible
 
 SAFE = st.text(
     alphabet=st.characters(blacklist_characters=",:^/\0\n", blacklist_categories=("Cs",)),

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import RUN_LEARNING, read_json, run_learning
 
-from rl_relay import containment, locks
-from rl_relay.supervise import run_supervised
+from rl_relay.job import containment, locks
+from rl_relay.job.supervise import run_supervised
 
 
 def processes_running(marker: str) -> list[containment.ProcessInfo]:

@@ -1,4 +1,5 @@
-"""The cluster_utils 3.0.0 workarounds and what a restarted driver reads from a results dir."""
+"""The cluster_utils 3.0.0 patches, one test (or more) per patch, and what a restarted driver
+reads from a results dir."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from cluster_utils.server import cluster_system, job_manager
 from cluster_utils.server.optimizers import Metaoptimizer, NGOptimizer
 from test_optimizers_adapter import METRIC, MIXED, distributions, finished_job, make, run
 
-from rl_relay import cluster_utils_patches as patches
-from rl_relay.hpo_continue import (
+from rl_relay.hpo import patches
+from rl_relay.hpo.continuation import (
     DirectoryBusy,
     aside_path,
     finished_jobs,
@@ -21,6 +22,7 @@ from rl_relay.hpo_continue import (
     next_job_id,
     release_driver_lock,
 )
+from rl_relay.hpo.patches import cem_continue, continuing, job_count, nevergrad_continue
 from rl_relay.layout import results_root
 from rl_relay.optimizers.genetic import GeneticOptimizer
 from rl_relay.optimizers.persist import ContinueError
@@ -42,10 +44,10 @@ def test_cem_continues_with_its_with_restarts_setting(tmp_path: Path) -> None:
         status, distributions(MIXED), METRIC, False, None, **CEM
     )
     assert broken.with_restarts == "num_jobs_in_elite"
-    loaded = patches.ContinuableMetaoptimizer.try_load_from_pickle(
+    loaded = cem_continue.ContinuableMetaoptimizer.try_load_from_pickle(
         status, distributions(MIXED), METRIC, False, None, **CEM
     )
-    assert type(loaded) is patches.ContinuableMetaoptimizer
+    assert type(loaded) is cem_continue.ContinuableMetaoptimizer
     assert loaded.with_restarts is False and loaded.n_told == 6
     assert len(loaded.full_df) == 6
     run(loaded, 2, start_id=6)  # it goes on
@@ -64,12 +66,12 @@ def test_nevergrad_continues(tmp_path: Path) -> None:
         NGOptimizer.try_load_from_pickle(
             status, distributions(MIXED), METRIC, False, None, opt_alg="twopointsde"
         )
-    loaded = patches.ContinuableNGOptimizer.try_load_from_pickle(
+    loaded = nevergrad_continue.ContinuableNGOptimizer.try_load_from_pickle(
         status, distributions(MIXED), METRIC, False, None, opt_alg="twopointsde"
     )
     assert loaded.optimizer.num_tell == 4
     with pytest.raises(ContinueError, match="opt_alg 'cma'"):
-        patches.ContinuableNGOptimizer.try_load_from_pickle(
+        nevergrad_continue.ContinuableNGOptimizer.try_load_from_pickle(
             status, distributions(MIXED), METRIC, False, None, opt_alg="cma"
         )
     # a result whose candidate was never saved (the driver died) is told all the same
@@ -108,13 +110,13 @@ def test_results_left_on_disk_are_recovered_once(tmp_path: Path) -> None:
     write_job(tmp_path, 3, settings, None)  # in flight
     write_job(tmp_path, 4, None, None)  # killed before it started
     assert sorted(finished_jobs(tmp_path, METRIC)) == [0, 1]
-    assert patches.recover_results(optimizer, tmp_path, METRIC, "test") == 1
+    assert continuing.recover_results(optimizer, tmp_path, METRIC, "test") == 1
     assert sorted(optimizer.full_df["_id"]) == [0, 1]
     row = optimizer.full_df[optimizer.full_df["_id"] == 1].iloc[0]
     assert row[METRIC] == 5.5 and row["config.rl_config.policy_kwargs.net_arch:1"] == 16
     assert row["working_dir"] == str(tmp_path / "working_directories" / "1")
     assert ((0.01, 32, 16), 5.5) in optimizer.search.results
-    assert patches.recover_results(optimizer, tmp_path, METRIC, "test") == 0  # not twice
+    assert continuing.recover_results(optimizer, tmp_path, METRIC, "test") == 0  # not twice
     assert next_job_id(tmp_path, [0, 1]) == 5
 
 
@@ -178,6 +180,158 @@ def test_changed_params_refused_for_cem(tmp_path: Path) -> None:
     status = saved_by_cluster_utils(plain, tmp_path)
     other = copy.deepcopy(MIXED[:2])
     with pytest.raises(ContinueError, match="optimized_params"):
-        patches.ContinuableMetaoptimizer.try_load_from_pickle(
+        cem_continue.ContinuableMetaoptimizer.try_load_from_pickle(
             status, distributions(other), METRIC, False, None, **CEM
         )
+
+
+def test_a_state_saved_under_the_old_module_names_continues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status.pickle files written before the package layout name the class
+    ``rl_relay.cluster_utils_patches.ContinuableMetaoptimizer``: they still load."""
+    import pickle
+    import sys
+    import types
+
+    cls = cem_continue.ContinuableMetaoptimizer
+    optimizer = make(cls, MIXED, **CEM)
+    run(optimizer, 3)
+    old = types.ModuleType("rl_relay.cluster_utils_patches")
+    old.ContinuableMetaoptimizer = cls  # type: ignore[attr-defined]
+    with monkeypatch.context() as m:  # pickled as the old layout did
+        m.setitem(sys.modules, old.__name__, old)
+        m.setattr(cls, "__module__", old.__name__)
+        data = pickle.dumps(optimizer)
+    assert b"rl_relay.cluster_utils_patches" in data
+    (tmp_path / "status.pickle").write_bytes(data)
+    loaded = cls.try_load_from_pickle(
+        str(tmp_path / "status.pickle"), distributions(MIXED), METRIC, False, None, **CEM
+    )
+    assert type(loaded) is cls and len(loaded.full_df) == 3
+
+
+class _Job:
+    def __init__(self, cluster_id: int | None) -> None:
+        self.cluster_id = cluster_id
+
+
+class _Submission:
+    def __init__(self, running: int, queued: int, unsubmitted: int) -> None:
+        self.submission_queue = [_Job(None) for _ in range(queued)]
+        self.current_jobs = [
+            *(_Job(i) for i in range(running)),
+            *self.submission_queue,
+            *(_Job(None) for _ in range(unsubmitted)),
+        ]
+
+
+def test_queued_new_jobs_count_as_submitted() -> None:
+    """The 3.0.0 defect asks for a job more while a new one waits in the queue."""
+    assert job_count.n_submitted_jobs(_Submission(running=2, queued=1, unsubmitted=0)) == 3
+    assert job_count.n_submitted_jobs(_Submission(running=2, queued=0, unsubmitted=1)) == 2
+    assert job_count.n_submitted_jobs(_Submission(running=0, queued=0, unsubmitted=0)) == 0
+
+
+def test_install_refuses_a_cluster_utils_it_was_not_written_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cluster_utils.hp_optimization as cu_hpo
+
+    before = (job_manager.ensure_empty_dir, cu_hpo.hp_optimization)
+    monkeypatch.setattr(patches, "installed_version", lambda: "3.1.0")
+    with pytest.raises(patches.UnsupportedClusterUtils, match=r"3\.0\.x .* 3\.1\.0 is installed"):
+        patches.install(local=True)
+    assert (job_manager.ensure_empty_dir, cu_hpo.hp_optimization) == before  # nothing patched
+    assert patches.version_problem("3.0.0") is None
+    assert patches.version_problem("3.0.7") is None
+    assert "pip install" in (patches.version_problem("2.5.1") or "")
+    assert "not installed" in (patches.version_problem(None) or "")
+
+
+def _hpo_kwargs(result_dir: Path, samples: int, optimizer_str: str = "genetic") -> dict:
+    return {
+        "base_paths_and_files": {"result_dir": str(result_dir)},
+        "optimizer_str": optimizer_str,
+        "optimizer_settings": {"seed": 0},
+        "metric_to_optimize": METRIC,
+        "minimize": False,
+        "optimized_params": distributions(MIXED),
+        "report_hooks": None,
+        "number_of_samples": samples,
+        "opt_procedure_name": "test",
+        "other_params": {},
+    }
+
+
+def test_continuing_runs_only_the_missing_jobs_after_every_used_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hp_optimization wrapper on its own: what it hands cluster_utils' function."""
+    from cluster_utils.server.settings import optimizer_dict
+
+    from rl_relay.optimizers import register
+
+    register(optimizer_dict)
+    calls: list[dict] = []
+
+    def original(**kwargs):  # noqa: ANN003, ANN202
+        calls.append({**kwargs, "optimizer": job_manager.initialize_hp_optimizer()})
+        return "ran"
+
+    wrapped = continuing.continuing_hp_optimization(original, {})
+    assert wrapped(**_hpo_kwargs(tmp_path, 5)) == "ran"  # a fresh results directory
+    assert calls[-1]["number_of_samples"] == 5
+    fresh = calls[-1]["optimizer"]
+    assert type(fresh) is GeneticOptimizer and fresh.state_dir == str(tmp_path)
+    # two jobs finished on disk (the driver died before telling them), one started
+    told = fresh.ask()
+    write_job(tmp_path, 0, told, f"{METRIC},time_elapsed\n1.0,2.0\n")
+    write_job(tmp_path, 1, told, f"{METRIC},time_elapsed\n2.0,2.0\n")
+    write_job(tmp_path, 2, told, None)
+    assert wrapped(**_hpo_kwargs(tmp_path, 5)) == "ran"
+    assert calls[-1]["number_of_samples"] == 3
+    assert len(calls[-1]["optimizer"].full_df) == 2
+    # nothing left to run: cluster_utils is not called at all
+    assert wrapped(**_hpo_kwargs(tmp_path, 2)) is None
+    assert len(calls) == 2
+
+
+def test_continuing_numbers_new_jobs_after_the_used_ids(tmp_path: Path) -> None:
+    class Interface:
+        def __init__(self) -> None:
+            self._inc_job_id = -1
+
+    make_interface = continuing._numbering_from(lambda *a, **k: Interface, first_id=7)()
+    assert make_interface()._inc_job_id == 6  # cluster_utils increments before use
+
+
+def test_a_pbt_continues_by_starting_every_member_again(tmp_path: Path) -> None:
+    seen: list[dict] = []
+    settings = {
+        "optimizer_settings": {"population_size": 2, "perturbation_interval": 1},
+        "fixed_params": {"training_iterations": 2},
+        "optimized_params": MIXED[:1],
+        "optimization_setting": {"metric_to_optimize": METRIC, "minimize": False},
+    }
+    wrapped = continuing.continuing_hp_optimization(lambda **kw: seen.append(kw), settings)
+    wrapped(**{**_hpo_kwargs(tmp_path, 2, optimizer_str="pbt"), "other_params": {"a": 1}})
+    [kwargs] = seen
+    assert kwargs["other_params"]["a"] == 1
+    assert kwargs["other_params"]["pbt.population_dir"] == str(tmp_path / "population")
+    assert kwargs["number_of_samples"] == 2  # every member again: member k is job k
+
+
+def test_hpo_refuses_an_unsupported_cluster_utils_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rl_relay.cli import main
+
+    monkeypatch.setattr(patches, "installed_version", lambda: "3.1.0")
+    settings = tmp_path / "settings.json"
+    settings.write_text("{}")
+    assert main(["hpo", str(settings), f"results_dir='{tmp_path / 'r'}'"]) == 1
+    err = capsys.readouterr().err
+    assert "cluster_utils 3.0.x" in err and "3.1.0 is installed" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()

@@ -1,4 +1,4 @@
-"""The job loop (rl_relay.run_learning.run) in-process, with a fake cluster_utils server.
+"""The job loop (rl_relay.job.run_learning.run) in-process, with a fake cluster_utils server.
 
 Fast tests of what the loop tells cluster_utils: one step per cluster job then exit for
 resume, give up after max_attempts, finalize with the metrics, stop before a step when a
@@ -15,8 +15,8 @@ import pytest
 from conftest import read_json, stand_in_params
 
 from rl_relay import exit_codes
-from rl_relay.job_config import JobConfig, prepare
-from rl_relay.job_loop import run
+from rl_relay.job.config import JobConfig, prepare
+from rl_relay.job.loop import run
 from rl_relay.metrics import FAILED_ATTEMPTS, LEARNING_RUNS, MEAN_REWARD, STD_REWARD
 
 

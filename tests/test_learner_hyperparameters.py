@@ -25,6 +25,7 @@ from test_learner_resume import (
     write_configs,
 )
 
+from rl_relay.layout import RESUME_STATE_SUFFIX
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import activation_class
 from rl_relay.learner.config import activation_names, load_main_config
@@ -209,7 +210,7 @@ def test_a_checkpoint_without_recorded_configs_resumes_as_it_was(
     restored = checkpoint.load(str(ppo_donor))
     restored.model.set_logger(make_logger(str(tmp_path / "old" / "logs"), ["csv"]))
     checkpoint.save(restored.model, str(old))  # as written before configs were recorded
-    with open(str(old) + checkpoint.RESUME_SUFFIX, "rb") as f:
+    with open(str(old) + RESUME_STATE_SUFFIX, "rb") as f:
         assert pickle.load(f)["meta"] is None
     configs = member_configs(tmp_path / "m", {**PPO, "n_epochs": 9}, CARTPOLE, old, seed=99)
     model, _, _ = prepare(configs, cpus=1)

@@ -15,8 +15,9 @@ from cluster_utils.hp_optimization import get_distribution
 from cluster_utils.server.job import Job
 from cluster_utils.server.settings import optimizer_dict
 
+from rl_relay.layout import DGD_HISTORY
 from rl_relay.optimizers import optimizer_problems, register
-from rl_relay.optimizers.dgd import HISTORY_FILE, DGDOptimizer
+from rl_relay.optimizers.dgd import DGDOptimizer
 from rl_relay.optimizers.genetic import GeneticOptimizer
 from rl_relay.optimizers.persist import ContinueError
 from rl_relay.optimizers.tpe import TPEOptimizer
@@ -190,7 +191,7 @@ def test_dgd_writes_the_history_of_the_best(tmp_path: Path) -> None:
     optimizer = make(DGDOptimizer, ORDERED, seed=0)
     optimizer.state_dir = str(tmp_path)
     run(optimizer, 12)
-    rows = pd.read_csv(tmp_path / HISTORY_FILE)
+    rows = pd.read_csv(tmp_path / DGD_HISTORY)
     assert list(rows.columns) == [
         "config.rl_config.learning_rate",
         "config.rl_config.batch_size",

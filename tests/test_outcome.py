@@ -1,4 +1,4 @@
-"""What a finished step means (rl_relay.outcome.classify), rule by rule and as properties."""
+"""What a finished step means (rl_relay.job.outcome.classify), rule by rule and as properties."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import signal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rl_relay.outcome import Facts, Verdict, classify
-from rl_relay.state import MAX_STALLED_RESUMES
+from rl_relay.job.outcome import Facts, Verdict, classify
+from rl_relay.job.state import MAX_STALLED_RESUMES
 
 
 def test_exit_0_mid_chain_succeeds_and_the_last_iteration_needs_a_reward() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rl_relay.overrides import (
+from rl_relay.job.overrides import (
     Override,
     OverrideError,
     Step,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rl_relay.layout import PBT_SPEC
 from rl_relay.pbt import history
 from rl_relay.pbt import records as rec
 from rl_relay.pbt.explore import ParamSpace, initial_hyperparameters
@@ -161,7 +162,7 @@ def test_a_population_finishes_with_complete_records_and_right_lineage(tmp_path:
             for e in exploits
             if e.member == r.member and e.boundary < r.boundary
         ]
-    spec = json.loads((tmp_path / "population" / rec.SPEC_FILE).read_text())
+    spec = json.loads((tmp_path / "population" / PBT_SPEC).read_text())
     assert spec["population_size"] == 4 and spec["space"] == [SPACE[0].to_item()]
 
 

@@ -11,6 +11,7 @@ from cluster_utils.hp_optimization import get_distribution
 from cluster_utils.server import job_manager
 from cluster_utils.server import settings as cu_settings
 
+from rl_relay.optimizers.persist import ContinueError
 from rl_relay.pbt.optimizer import MEMBER_PARAM, PBTOptimizer, register
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,7 +102,7 @@ def test_results_are_recorded_per_member_and_survive_a_continue(tmp_path: Path) 
     assert [continued.ask() for _ in range(8)] == asked  # member k is job k again
     with pytest.raises(ValueError, match="other optimizer_settings"):
         make(tmp_path, quantile_fraction=0.5)
-    with pytest.raises(ValueError, match="different metric"):
+    with pytest.raises(ContinueError, match="minimize=True"):
         register()
         PBTOptimizer.try_load_from_pickle(
             str(tmp_path / "status.pickle"), distributions(), METRIC, True, None,

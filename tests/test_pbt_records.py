@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rl_relay.layout import PBT_SPEC
 from rl_relay.pbt import records as rec
 from rl_relay.pbt.records import Record
 
@@ -67,7 +68,7 @@ def test_the_reader_skips_temporary_malformed_and_foreign_files(tmp_path: Path) 
     (tmp_path / rec.record_name(1, 5)).write_text(
         json.dumps({"member": 5, "boundary": 1, "status": "ok", "score": None})
     )
-    (tmp_path / rec.SPEC_FILE).write_text("{}")
+    (tmp_path / PBT_SPEC).write_text("{}")
     (tmp_path / "notes.txt").write_text("hello")
     assert rec.read_records(tmp_path) == [ok(1, 1)]
     assert rec.read_records(tmp_path / "absent") == []

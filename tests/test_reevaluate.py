@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import hp_optimization, read_json, rl_relay, stand_in_settings
 
+from rl_relay.job.state import Plan
 from rl_relay.paramtree import lookup
-from rl_relay.reevaluation import (
+from rl_relay.reevaluate.stats import (
     FIRST_BASE_SEED,
     Candidate,
     Evaluated,
@@ -28,7 +29,6 @@ from rl_relay.reevaluation import (
     grid_settings,
     recommendation,
 )
-from rl_relay.state import Plan
 
 TICKS = 3  # the stand-in template's ticks per iteration
 

@@ -16,7 +16,8 @@ import pytest
 from conftest import hp_optimization, stand_in_settings
 
 from rl_relay.cli import main
-from rl_relay.report import JobInfo, RunInfo, load_results, read_curve
+from rl_relay.report.load import load_results, read_curve
+from rl_relay.report.model import JobInfo, RunInfo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -256,7 +257,8 @@ def test_not_a_results_dir(
 
 def test_report_module_imports_no_plotting_until_it_writes() -> None:
     code = (
-        "import sys, rl_relay.report; print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
+        "import sys, rl_relay.report.command;"
+        " print('matplotlib' in sys.modules, 'pandas' in sys.modules)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)

@@ -15,10 +15,10 @@ from conftest import REPO, read_json, run_learning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rl_relay.job_config import ConfigError, prepare
+from rl_relay.job.config import ConfigError, prepare
+from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.state import derive_seed
 from rl_relay.learner.train import evaluation_points
-from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
-from rl_relay.state import derive_seed
 
 COLUMN = "eval/mean_reward"
 values = st.lists(

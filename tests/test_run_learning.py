@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import RUN_LEARNING, read_json, run_learning
 
-from rl_relay.state import derive_seed
+from rl_relay.job.state import derive_seed
 
 
 def calls(wd: Path) -> list[dict]:

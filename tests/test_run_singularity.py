@@ -28,7 +28,7 @@ from conftest import (
     write_stand_in_templates,
 )
 
-from rl_relay import container
+from rl_relay.container import runtime as container
 
 WRAPPER = REPO / "wrappers" / "run_singularity.py"
 STAND_IN_RUNTIME = REPO / "tests" / "stand_ins" / "apptainer"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import hp_optimization, read_json, run_learning, stand_in_settings
 
-from rl_relay.state import Plan, derive_seed, new_state
+from rl_relay.job.state import Plan, derive_seed, new_state
 
 
 def seeds(plan: Plan) -> list[int]:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rl_relay.state import Plan, State, StateError, derive_seed, new_state
-from rl_relay.state_file import load_state, save_state, state_from_dict, state_to_dict
+from rl_relay.job.state import Plan, State, StateError, derive_seed, new_state
+from rl_relay.job.state_file import load_state, save_state, state_from_dict, state_to_dict
 
 PLAN = Plan(runs=2, iterations=3, max_attempts=2, base_seed=0)
 

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from rl_relay.supervise import run_supervised
+from rl_relay.job.supervise import run_supervised
 
 
 def test_output_goes_to_files_and_through(tmp_path: Path, capfd) -> None:

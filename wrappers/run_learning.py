@@ -5,7 +5,7 @@ Run by cluster_utils as ``run_learning.py --job-id N --cluster-utils-server IP:P
 --parameter-dict "{...}"``, or by hand as ``run_learning.py params.json``. The package is
 imported from this checkout's ``src/`` first, so a job runs the code of the checkout that
 cluster_utils cloned for it, not whatever version happens to be installed. Preemption
-signals are recorded from the first instruction on (``rl_relay.preemption``).
+signals are recorded from the first instruction on (``rl_relay.job.preemption``).
 """
 
 import sys
@@ -13,11 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from rl_relay import preemption  # noqa: E402
+from rl_relay.job import preemption  # noqa: E402
 
 preemption.install()
 
-from rl_relay.run_learning import main  # noqa: E402
+from rl_relay.job.run_learning import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

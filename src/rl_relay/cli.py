@@ -19,11 +19,14 @@ import sys
 from collections.abc import Sequence
 
 SUBCOMMANDS = {
-    "hpo": ("rl_relay.hpo", "run (or continue) an HPO: cluster_utils' hp_optimization plus more"),
-    "check": ("rl_relay.check", "check an HPO settings file before submitting it"),
-    "report": ("rl_relay.report", "write an HTML report of an HPO's results"),
+    "hpo": (
+        "rl_relay.hpo.command",
+        "run (or continue) an HPO: cluster_utils' hp_optimization plus more",
+    ),
+    "check": ("rl_relay.check.command", "check an HPO settings file before submitting it"),
+    "report": ("rl_relay.report.command", "write an HTML report of an HPO's results"),
     "reevaluate": (
-        "rl_relay.reevaluate",
+        "rl_relay.reevaluate.command",
         "re-run an HPO's best configurations on fresh seeds: the honest score",
     ),
 }

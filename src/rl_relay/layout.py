@@ -22,12 +22,24 @@ LOCK_FILE = ".rl-relay.lock"
 JOB_LOG = "run_learning.log"
 STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
+#: A PBT member's hyperparameter schedule, written when it stops.
+PBT_SCHEDULE = "pbt_schedule.json"
 # -- one step (run_{run}.{iteration}-{attempt}) ----------------------------------------------
 MAIN_CONFIG = "config.json"
 CONFIG_DIR = "config"
 MODEL_NAME = "model"
 LOG_DIR = "logs"
 PROGRESS_FILE = "progress.csv"
+#: Beside ``save_path``: the default learner's checkpoint summary (its timestep counter).
+RESUME_INFO_SUFFIX = ".resume.json"
+#: Beside ``save_path``: SB3's own model file (``model.save``), loadable without rl-relay.
+MODEL_ZIP_SUFFIX = ".zip"
+#: Beside ``save_path``: the default learner's resume checkpoint and VecNormalize statistics.
+RESUME_STATE_SUFFIX = ".resume.pkl"
+VECNORMALIZE_SUFFIX = "_vecnormalize.pkl"
+#: In a PBT member's next step: where a donor's checkpoint is copied (the learner never
+#: writes there).
+DONOR_DIR = "pbt_donor"
 
 _STEP_DIR = "run_{run}.{iteration}-{attempt}"
 STEP_DIR_RE = re.compile(r"^run_(\d+)\.(\d+)-(\d+)$")
@@ -70,6 +82,14 @@ class StepPaths:
     def save_path(self) -> Path:
         """``rl_config.save_path``: the learner writes its model files with this prefix."""
         return self.dir / MODEL_NAME
+
+    @property
+    def resume_info(self) -> Path:
+        return Path(str(self.save_path) + RESUME_INFO_SUFFIX)
+
+    @property
+    def model_zip(self) -> Path:
+        return Path(str(self.save_path) + MODEL_ZIP_SUFFIX)
 
     @property
     def log_dir(self) -> Path:
@@ -119,6 +139,10 @@ class JobPaths:
     def stderr(self) -> Path:
         return self.working_dir / STDERR_FILE
 
+    @property
+    def pbt_schedule(self) -> Path:
+        return self.working_dir / PBT_SCHEDULE
+
     def step(self, run: int, iteration: int, attempt: int) -> StepPaths:
         return StepPaths(self.working_dir / step_dir_name(run, iteration, attempt))
 
@@ -149,12 +173,22 @@ BEST_JOB_PREFIX = "directories_"
 #: What ``rl-relay hpo`` was started with (settings after overrides, backend), for
 #: ``rl-relay reevaluate``: cluster_utils keeps no copy of the settings.
 HPO_RECORD = "rl_relay_hpo.json"
+#: Held (flock) by the ``rl-relay hpo`` driver: one driver per results directory.
+DRIVER_LOCK = ".rl-relay-hpo.lock"
+#: ``dgd``'s best configuration after every result (beside ``all_data.csv``).
+DGD_HISTORY = "dgd_best_history.csv"
 #: Where ``rl-relay reevaluate`` runs its grid search and writes its summary.
 REEVALUATION = "reevaluation"
 REEVALUATION_SUMMARY = "summary.csv"
+REEVALUATION_SETTINGS = "grid_search_settings.json"
 RECOMMENDATION_FILE = "recommendation.txt"
 #: PBT's records and decisions (one write-once file each), in the results directory.
 POPULATION = "population"
+#: What every PBT member knows about its population, in ``population/``.
+PBT_SPEC = "pbt.json"
+#: ``rl-relay report``'s page and figures (``report/index.html``).
+REPORT_DIR = "report"
+REPORT_INDEX = "index.html"
 #: Files cluster_utils' client writes into a job's working directory.
 JOB_SETTINGS = "settings.json"
 JOB_METRICS = "metrics.csv"
@@ -206,6 +240,18 @@ class ResultsPaths:
         return self.root / HPO_RECORD
 
     @property
+    def driver_lock(self) -> Path:
+        return self.root / DRIVER_LOCK
+
+    @property
+    def dgd_history(self) -> Path:
+        return self.root / DGD_HISTORY
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / REPORT_DIR
+
+    @property
     def population(self) -> Path:
         return self.root / POPULATION
 
@@ -216,6 +262,10 @@ class ResultsPaths:
     @property
     def reevaluation_summary(self) -> Path:
         return self.reevaluation / REEVALUATION_SUMMARY
+
+    @property
+    def reevaluation_settings(self) -> Path:
+        return self.reevaluation / REEVALUATION_SETTINGS
 
     def job(self, job_id: int) -> JobPaths:
         return JobPaths(self.working_dirs / str(job_id))

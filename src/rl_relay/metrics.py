@@ -27,6 +27,10 @@ DEFAULT_METRIC = MEAN_REWARD
 DEFAULT_REWARD_COLUMN = "rollout/ep_rew_mean"
 #: The column of the learners' timestep counter in ``progress.csv``.
 TIMESTEPS_COLUMN = "time/total_timesteps"
+#: The columns of the default learner's evaluations (``rl_common_config.evaluations``).
+EVAL_PREFIX = "eval/"
+EVAL_MEAN_REWARD = EVAL_PREFIX + "mean_reward"
+EVAL_STD_REWARD = EVAL_PREFIX + "std_reward"
 #: cluster_utils' suffix for the std between jobs of one configuration (reduced_data.csv).
 STD_SUFFIX = "__std"
 

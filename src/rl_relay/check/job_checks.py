@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.check.context import Context, Problem
-from rl_relay.job_config import (
+from rl_relay.job.config import (
     ConfigError,
     managed_key_problem,
     prepare,
     step_configs,
     with_overrides,
 )
-from rl_relay.job_params import CLUSTER_UTILS_KEYS, unknown_parameter_problems
+from rl_relay.job.overrides import Override, OverrideError, collect_overrides, parse_param_name
+from rl_relay.job.params import CLUSTER_UTILS_KEYS, unknown_parameter_problems
+from rl_relay.job.state import Step
+from rl_relay.job.templates import write_configs
 from rl_relay.layout import StepPaths
-from rl_relay.overrides import Override, OverrideError, collect_overrides, parse_param_name
 from rl_relay.paramtree import lookup, plain
-from rl_relay.state import Step
-from rl_relay.templates import write_configs
 
 Validator = Callable[[dict[str, Any], dict[str, str]], list[str]]
 

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from rl_relay.cluster import job_resources
+    from rl_relay.job.resources import job_resources
     from rl_relay.learner.train import train
 
     resources = job_resources()

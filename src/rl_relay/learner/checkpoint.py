@@ -28,12 +28,16 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
 from rl_relay.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from rl_relay.layout import (
+    MODEL_ZIP_SUFFIX,
+    RESUME_INFO_SUFFIX,
+    RESUME_STATE_SUFFIX,
+    VECNORMALIZE_SUFFIX,
+)
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-RESUME_SUFFIX = ".resume.pkl"
-INFO_SUFFIX = ".resume.json"
 
 
 def _trim_replay_buffer(model: BaseAlgorithm) -> dict[str, Any] | None:
@@ -124,7 +128,7 @@ class Restored:
 
 
 def resume_file(save_path: str) -> Path:
-    return Path(save_path + RESUME_SUFFIX)
+    return Path(save_path + RESUME_STATE_SUFFIX)
 
 
 def save(
@@ -169,9 +173,9 @@ def save(
             setattr(model.replay_buffer, name, value)  # type: ignore[attr-defined]
     buffer = io.BytesIO()
     model.save(buffer)
-    atomic_write_bytes(save_path + ".zip", buffer.getvalue())
+    atomic_write_bytes(save_path + MODEL_ZIP_SUFFIX, buffer.getvalue())
     if vec_normalize is not None:
-        with atomic_path(save_path + "_vecnormalize.pkl") as tmp:
+        with atomic_path(save_path + VECNORMALIZE_SUFFIX) as tmp:
             vec_normalize.save(str(tmp))
     info = {
         "checkpoint_bytes": resume_file(save_path).stat().st_size,
@@ -180,7 +184,7 @@ def save(
         "previous_load_seconds": load_seconds,
         "num_timesteps": model.num_timesteps,
     }
-    atomic_write_json(save_path + INFO_SUFFIX, info)
+    atomic_write_json(save_path + RESUME_INFO_SUFFIX, info)
     logger.info(
         "checkpoint %s: %.1f MB in %.2f s",
         resume_file(save_path),
@@ -224,4 +228,4 @@ def load(load_path: str) -> Restored:
 
 
 def read_info(save_path: str) -> dict[str, Any]:
-    return json.loads(Path(save_path + INFO_SUFFIX).read_text())
+    return json.loads(Path(save_path + RESUME_INFO_SUFFIX).read_text())

@@ -29,6 +29,7 @@ from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
 from rl_relay.learner.envs import eval_env_seed, make_eval_env, make_training_env
 from rl_relay.learner.resume import checkpoint_meta, continue_restored
+from rl_relay.metrics import EVAL_MEAN_REWARD, EVAL_STD_REWARD, TIMESTEPS_COLUMN
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +143,9 @@ def evaluate(model: Any, configs: dict[str, Any]) -> None:
     )
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
     eval_env.close()
-    model.logger.record("eval/mean_reward", float(mean))
-    model.logger.record("eval/std_reward", float(std))
-    model.logger.record("time/total_timesteps", model.num_timesteps)  # where on the curve
+    model.logger.record(EVAL_MEAN_REWARD, float(mean))
+    model.logger.record(EVAL_STD_REWARD, float(std))
+    model.logger.record(TIMESTEPS_COLUMN, model.num_timesteps)  # where on the curve
     model.logger.dump(model.num_timesteps)
     logger.info(
         "evaluation at %d timesteps over %d episodes: %.2f +- %.2f",

@@ -15,13 +15,7 @@ from typing import Any, ClassVar, Protocol
 import pandas as pd
 from cluster_utils.server.optimizers import Optimizer
 
-from rl_relay.optimizers.persist import (
-    Continuable,
-    ContinueError,
-    check_same_params,
-    finite,
-    load_state,
-)
+from rl_relay.optimizers.persist import Continuable, ContinueError, finite, load_to_continue
 from rl_relay.optimizers.space import (
     Config,
     Param,
@@ -115,10 +109,11 @@ class RelayOptimizer(Continuable, SearchOptimizer):
         report_hooks: Any,
         **optimizer_settings: Any,
     ) -> RelayOptimizer | None:
-        optimizer = load_state(file, cls, metric_to_optimize, minimize)
+        optimizer = load_to_continue(
+            file, cls, optimized_params, metric_to_optimize, minimize, report_hooks
+        )
         if optimizer is None:
             return None
-        check_same_params(optimizer, [d.param_name for d in optimized_params], file)
         space = [param_from_distribution(d) for d in optimized_params]
         if space != optimizer.space:
             changed = [
@@ -128,7 +123,5 @@ class RelayOptimizer(Continuable, SearchOptimizer):
                 f"{file}: the distributions of {changed} changed since this HPO started;"
                 " continue with the same optimized_params, or start over with --fresh"
             )
-        optimizer.optimized_params = optimized_params
-        optimizer.report_hooks = report_hooks or []
         optimizer.update_settings(dict(optimizer_settings))
         return optimizer

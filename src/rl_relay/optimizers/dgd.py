@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from rl_relay.layout import ResultsPaths
 from rl_relay.optimizers.adapter import RelayOptimizer
 from rl_relay.optimizers.checks import seed_problems, unknown_keys
 from rl_relay.optimizers.persist import write_result_file
 from rl_relay.optimizers.space import DISCRETE, Config, Param, canonical, option_index
 
-HISTORY_FILE = "dgd_best_history.csv"
 SETTINGS = ("start", "seed")
 
 Point = tuple[int, ...]  # a configuration as indices into each parameter's options
@@ -188,7 +188,7 @@ class DGDOptimizer(RelayOptimizer):
     def save_data_and_self(self, directory: str) -> None:
         super().save_data_and_self(directory)
         text = self.search.history_csv(self.metric_to_optimize)
-        write_result_file(Path(directory) / HISTORY_FILE, text.encode())
+        write_result_file(ResultsPaths(Path(directory)).dgd_history, text.encode())
 
 
 def settings_problems(

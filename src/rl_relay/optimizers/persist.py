@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from rl_relay.layout import ResultsPaths
 logger = logging.getLogger(__name__)
 
 
-class ContinueError(Exception):
+class ContinueError(ValueError):
     """A results directory's saved state cannot be continued with these settings."""
 
 
@@ -63,7 +64,7 @@ def load_state(
         return None
     try:
         with open(file, "rb") as f:
-            optimizer = pickle.load(f)
+            optimizer = _RenamingUnpickler(f).load()
     except Exception as err:  # a pickle of another version or a damaged file  # noqa: BLE001
         raise ContinueError(
             f"{file} cannot be read ({type(err).__name__}: {err}); start over with --fresh"
@@ -82,6 +83,54 @@ def load_state(
             " optimization_setting, or start over with --fresh"
         )
     return optimizer
+
+
+def load_to_continue(
+    file: str | os.PathLike[str],
+    expected: type,
+    optimized_params: Sequence[Any],
+    metric_to_optimize: str,
+    minimize: bool,
+    report_hooks: Any,
+    same_params: bool = True,
+) -> Any | None:
+    """What every optimiser's ``try_load_from_pickle`` starts with: the saved optimiser,
+    checked against the settings (class, metric and, with ``same_params``, the parameter
+    names), with this driver's ``optimized_params`` and ``report_hooks``; None when nothing
+    was saved."""
+    optimizer = load_state(file, expected, metric_to_optimize, minimize)
+    if optimizer is None:
+        return None
+    if same_params:
+        check_same_params(optimizer, [d.param_name for d in optimized_params], file)
+    optimizer.optimized_params = optimized_params
+    optimizer.report_hooks = report_hooks or []
+    return optimizer
+
+
+def continuable(optimizer: Any, cls: type) -> Any:
+    """A state saved by plain cluster_utils becomes the continuable subclass ``cls``."""
+    if isinstance(optimizer, cls):
+        return optimizer
+    converted = cls.__new__(cls)
+    converted.__dict__.update(optimizer.__dict__)
+    converted.n_told = len(optimizer.full_df)
+    return converted
+
+
+#: Modules whose classes states saved before the package layout of 0.1 name: a results
+#: directory started with the old layout continues with the new one.
+MOVED_MODULES = {
+    "rl_relay.cluster_utils_patches": {
+        "ContinuableMetaoptimizer": "rl_relay.hpo.patches.cem_continue",
+        "ContinuableNGOptimizer": "rl_relay.hpo.patches.nevergrad_continue",
+    },
+}
+
+
+class _RenamingUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_MODULES.get(module, {}).get(name, module), name)
 
 
 def check_same_params(optimizer: Any, names: list[str], file: str | os.PathLike[str]) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_path
+from rl_relay.layout import PBT_SPEC
 from rl_relay.paramtree import plain
 from rl_relay.pbt import records as rec
 from rl_relay.pbt.decide import EXPLOIT, Decision, decide
@@ -110,7 +111,7 @@ def stop_reason(spec: MemberSpec, result: IterationResult) -> str | None:
     """Why the member stops after this iteration, or None."""
     if result.iteration + 1 >= spec.training_iterations:
         return f"last training iteration ({spec.training_iterations})"
-    from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
+    from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
 
     for column, threshold in spec.settings.stop.items():
         if column == spec.reward_column:
@@ -143,7 +144,7 @@ def _lineage(spec: MemberSpec, before: int) -> tuple[tuple[int, int], ...]:
 
 
 def write_spec(spec: MemberSpec) -> None:
-    rec.write_once_json(spec.population_dir / rec.SPEC_FILE, spec.to_dict())
+    rec.write_once_json(spec.population_dir / PBT_SPEC, spec.to_dict())
 
 
 def copy_checkpoint(checkpoint: str, target_dir: Path) -> str:

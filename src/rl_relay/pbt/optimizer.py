@@ -29,11 +29,12 @@ from cluster_utils.base import constants
 from cluster_utils.server.optimizers import Optimizer
 from cluster_utils.server.utils import nested_to_dict
 
+from rl_relay.layout import ResultsPaths
 from rl_relay.metrics import DEFAULT_METRIC
+from rl_relay.optimizers.persist import ContinueError, load_to_continue
 from rl_relay.paramtree import plain
 from rl_relay.pbt import settings as pbt_settings
 from rl_relay.pbt.explore import ParamSpace, initial_hyperparameters
-from rl_relay.pbt.records import POPULATION_DIR
 from rl_relay.pbt.settings import OPTIMIZER_NAME, PBTSettings
 from rl_relay.pbt.spec import PARAM, encode_job_params
 
@@ -122,27 +123,26 @@ class PBTOptimizer(Optimizer):
         **optimizer_settings: Any,
     ) -> PBTOptimizer | None:
         """The saved optimiser of an HPO continued in the same results directory, or None."""
-        if not os.path.exists(file):
+        # the space check below covers the parameters (PBT's include ``pbt.member``)
+        loaded = load_to_continue(
+            file,
+            cls,
+            optimized_params,
+            metric_to_optimize,
+            minimize,
+            report_hooks,
+            same_params=False,
+        )
+        if loaded is None:
             return None
-        with open(file, "rb") as f:
-            loaded = pickle.load(f)
-        if not isinstance(loaded, cls):
-            raise ValueError(
-                f"{file} holds a {type(loaded).__name__}, not a PBT optimiser: continue with"
-                " the optimizer_str it was started with, or use a new results directory"
-            )
-        if (metric_to_optimize, minimize) != (loaded.metric_to_optimize, loaded.minimize):
-            raise ValueError("Attempted to continue but optimizes a different metric!")
         settings = PBTSettings.from_dict(plain(optimizer_settings), "optimizer_settings")
         space = [ParamSpace.from_distribution(d) for d in optimized_params]
         if settings != loaded.pbt or space != loaded.space:
-            raise ValueError(
+            raise ContinueError(
                 f"{file} is a PBT with other optimizer_settings or optimized_params; a PBT"
                 " continues only with the settings it started with (or use a new results"
                 " directory)"
             )
-        loaded.optimized_params = optimized_params
-        loaded.report_hooks = report_hooks or []
         loaded.asked = 0  # job ids start at 0 again: member k is job k again
         return loaded
 
@@ -165,7 +165,7 @@ def job_params_for_pbt(settings: Mapping[str, Any], results_dir: str | Path) -> 
     settings = plain(settings)
     setting = settings.get("optimization_setting") or {}
     return encode_job_params(
-        population_dir=Path(results_dir) / POPULATION_DIR,
+        population_dir=ResultsPaths(Path(results_dir)).population,
         settings=PBTSettings.from_dict(settings.get("optimizer_settings"), "optimizer_settings"),
         space=[ParamSpace.from_item(item) for item in settings.get("optimized_params") or []],
         metric=str(setting.get("metric_to_optimize", DEFAULT_METRIC)),

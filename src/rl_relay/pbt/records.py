@@ -28,14 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json, fsync_dir
-from rl_relay.layout import POPULATION
 from rl_relay.paramtree import plain
 
 logger = logging.getLogger(__name__)
 
-#: ``<results_dir>/population``: beside cluster_utils' own files, inside what it keeps.
-POPULATION_DIR = POPULATION  # the layout's name
-SPEC_FILE = "pbt.json"
 OK, STOPPED, FAILED = "ok", "stopped", "failed"
 STATUSES = (OK, STOPPED, FAILED)
 _NAME = re.compile(r"^(record|decision)_b(\d+)_m(\d+)\.json$")

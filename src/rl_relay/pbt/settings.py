@@ -127,7 +127,7 @@ class PBTSettings:
 
 def mutable_key(param: str) -> str | None:
     """The rl_config key a ``config.rl_config.<key>[...]`` parameter sets; None for others."""
-    from rl_relay.overrides import OverrideError, parse_param_name
+    from rl_relay.job.overrides import OverrideError, parse_param_name
 
     try:
         template, path = parse_param_name(param)
@@ -152,7 +152,7 @@ def _algorithm(fixed: Mapping[str, Any], base_dir: Path) -> str | None:
     index = lookup(fixed, "config.config_templates", None)
     if not isinstance(index, str):
         return None
-    from rl_relay.templates import TemplateError, load_templates
+    from rl_relay.job.templates import TemplateError, load_templates
 
     try:
         templates = load_templates(index, base_dir)
@@ -173,7 +173,7 @@ def whole_file_problems(
     hp_optimization starts (relative template paths resolve there; default: the cwd).
     Returns [] for a settings file whose ``optimizer_str`` is not ``"pbt"``.
     """
-    from rl_relay.job_params import DEFAULTS as JOB_DEFAULTS
+    from rl_relay.job.params import DEFAULTS as JOB_DEFAULTS
     from rl_relay.pbt.explore import ParamSpace, SpaceError
 
     settings = plain(settings)

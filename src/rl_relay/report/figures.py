@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rl_relay.report.load import read_curve
 from rl_relay.report.model import Curve, JobInfo, Results
-from rl_relay.report.reading import read_curve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -21,9 +21,9 @@ from rl_relay.report.figures import (
     short,
 )
 from rl_relay.report.model import DONE, FAILED, RUNNING, JobInfo, Results
-from rl_relay.report.reevaluation import reevaluation_section
+from rl_relay.report.reevaluation_section import reevaluation_section
 
-logger = logging.getLogger("rl_relay.report")
+logger = logging.getLogger("rl_relay.report.command")
 
 INDEX = "index.html"
 
@@ -245,7 +245,7 @@ def _pbt_section(results: Results, out: Path) -> list[str]:
     population = ResultsPaths(results.directory).population
     if not population.is_dir():
         return []
-    from rl_relay.report.pbt import pbt_section
+    from rl_relay.report.pbt_section import pbt_section
 
     return pbt_section(population, out, results.minimize, _table, _img, _e)
 

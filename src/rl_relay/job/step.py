@@ -18,19 +18,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import rl_relay
-from rl_relay.job_config import ConfigError, JobConfig, step_configs, with_overrides
-from rl_relay.layout import StepPaths
-from rl_relay.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
-from rl_relay.overrides import collect_overrides
-from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
-from rl_relay.state import RunState, Step
-from rl_relay.supervise import ChildResult, run_supervised
-from rl_relay.templates import write_configs
+from rl_relay.job.config import ConfigError, JobConfig, step_configs, with_overrides
+from rl_relay.job.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
+from rl_relay.job.overrides import collect_overrides
+from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.state import RunState, Step
+from rl_relay.job.supervise import ChildResult, run_supervised
+from rl_relay.job.templates import write_configs
+from rl_relay.layout import RESUME_INFO_SUFFIX, StepPaths
 
-logger = logging.getLogger("rl_relay.run_learning")
-
-#: The default learner's checkpoint summary beside ``save_path`` (learner/checkpoint.py).
-RESUME_INFO_SUFFIX = ".resume.json"
+logger = logging.getLogger("rl_relay.job.run_learning")
 
 
 def checkpoint_files(save_path: Path) -> list[Path]:

@@ -4,7 +4,7 @@ Used by run_learning (the learning command) and run_singularity (the container r
 The child gets its own process group so that a timeout or failure can end everything it
 started (vector-env workers, a container's processes) and nothing outlives the attempt;
 processes that leave the group (``setsid``, double forks) are found through a cgroup or a
-subreaper (``rl_relay.containment``) and ended too, so a job never waits on an output
+subreaper (``rl_relay.job.containment``) and ended too, so a job never waits on an output
 pipe that a detached process holds open. Preemption signals that reach this process
 (SIGTERM, SIGUSR1, SIGINT) are passed to the child itself, not its group, so that the
 child can checkpoint and end its own workers.
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from rl_relay import containment
-from rl_relay.preemption import SIGNALS as FORWARDED_SIGNALS
+from rl_relay.job import containment
+from rl_relay.job.preemption import SIGNALS as FORWARDED_SIGNALS
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from rl_relay.layout import RECOMMENDATION_FILE, ResultsPaths
 from rl_relay.report.figures import BEST_COLOR, _pyplot, _save, short
-from rl_relay.report.readers import read_csv_rows
+from rl_relay.report.files import read_csv_rows
 
 
 def reevaluation_figure(rows: Sequence[dict[str, str]], metric: str, out: Path) -> str | None:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
+from rl_relay.job.state import Failure, Plan, RunState, State, StateError, new_state
 from rl_relay.layout import STATE_FILE
-from rl_relay.state import Failure, Plan, RunState, State, StateError, new_state
 from rl_relay.validation import load_schema, problems
 
 VERSION = 2

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rl_relay import exit_codes
-from rl_relay.container import ContainerError, command, environment, job_binds, resolve
-from rl_relay.job_argv import parse_job_args
+from rl_relay.container.argv import parse_job_args
+from rl_relay.container.runtime import ContainerError, command, environment, job_binds, resolve
 from rl_relay.layout import JobPaths
 
-logger = logging.getLogger("rl_relay.run_singularity")
+logger = logging.getLogger("rl_relay.container.run_singularity")
 
 
 def _files_to_show(params_file: Path | None) -> list[Path]:
@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s run_singularity %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    from rl_relay.cluster import job_resources
-    from rl_relay.supervise import run_supervised
+    from rl_relay.job.resources import job_resources
+    from rl_relay.job.supervise import run_supervised
 
     cwd = Path.cwd()
     try:

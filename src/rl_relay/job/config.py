@@ -12,21 +12,23 @@ import hashlib
 import json
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rl_relay.job_params import (
+from rl_relay.job.boundary import Boundary, boundary_for
+from rl_relay.job.overrides import Override, OverrideError, collect_overrides, merge
+from rl_relay.job.params import (
     DEFAULT_LEARNING_COMMAND,
     JobParams,
     ParamsError,
     unknown_parameter_problems,
 )
+from rl_relay.job.state import Plan, Step
+from rl_relay.job.templates import TemplateError, Templates, load_templates
 from rl_relay.layout import JobPaths, StepPaths
-from rl_relay.overrides import Override, OverrideError, collect_overrides, merge
-from rl_relay.paramtree import lookup, top_level_names
-from rl_relay.state import Plan, Step
-from rl_relay.templates import TemplateError, Templates, load_templates
+from rl_relay.metrics import EVAL_PREFIX
+from rl_relay.paramtree import lookup
 
 RL_CONFIG = "rl_config"
 RL_COMMON_CONFIG = "rl_common_config"
@@ -51,8 +53,8 @@ class JobConfig:
     overrides: tuple[Override, ...]
     #: The templates with every override applied, before the per-attempt keys are set.
     merged: dict[str, Any]
-    #: What a PBT member knows about its population (``pbt.*`` parameters); None otherwise.
-    pbt: Any = None
+    #: What decides at the job's iteration boundaries (a PBT member's); None for none.
+    boundary: Boundary | None = None
     #: A PBT schedule to replay (``replay_schedule``): (first iteration, overrides) pairs.
     replay: tuple[tuple[int, dict[str, Any]], ...] = ()
 
@@ -168,16 +170,16 @@ def prepare(
         )
     own += _window_problems(job_params, templates, merged)
     problems += _named(source, "\n".join(own))
-    member, member_problem = _pbt_member(params, job_params)
-    if member_problem:
-        problems.append(f"{source}: {member_problem}")
+    boundary, boundary_problem = boundary_for(params, job_params)
+    if boundary_problem:
+        problems.append(f"{source}: {boundary_problem}")
     if problems:
         raise ConfigError("\n".join(problems))
     replay = tuple(
         (int(start), {str(name): value for name, value in values})
         for start, values in lookup(params, "replay_schedule", None) or ()
     )
-    return JobConfig(job_params, templates, overrides, merged, member, replay)
+    return JobConfig(job_params, templates, overrides, merged, boundary, replay)
 
 
 def _window_problems(
@@ -188,7 +190,7 @@ def _window_problems(
     Found here, before any training, rather than as a run that trained and has too few values.
     """
     window, column = job_params.reward_window, job_params.reward_column
-    if window == 1 or not column.startswith("eval/") or not job_params.uses_default_learner:
+    if window == 1 or not column.startswith(EVAL_PREFIX) or not job_params.uses_default_learner:
         return []
     common = merged.get(RL_COMMON_CONFIG)
     evaluations = common.get("evaluations", 1) if isinstance(common, dict) else 1
@@ -201,26 +203,6 @@ def _window_problems(
         f" ({where}: evaluations); set"
         f" config.rl_common_config.evaluations to at least {window}, or lower reward_window"
     ]
-
-
-def _pbt_member(params: Mapping[str, Any], job_params: JobParams) -> tuple[Any, str | None]:
-    """The PBT member spec when the job is one (``pbt.*`` parameters), or why it cannot be."""
-    if "pbt" not in top_level_names(params):
-        return None, None
-    from rl_relay.pbt.spec import MemberError, MemberSpec
-
-    if job_params.learning_runs_per_job != 1:
-        return None, (
-            f"parameter 'learning_runs_per_job' is {job_params.learning_runs_per_job}; a PBT"
-            " member is one learning run: set it to 1"
-        )
-    try:
-        spec = MemberSpec.from_job_params(
-            params, job_params.training_iterations, job_params.reward_column
-        )
-    except MemberError as err:
-        return None, str(err)
-    return spec, None
 
 
 def _named(source: str, text: str) -> list[str]:
@@ -239,7 +221,7 @@ def with_overrides(job: JobConfig, extra: Sequence[Override]) -> JobConfig:
         merged = merge(templates.documents, [*job.overrides, *extra], templates.sources)
     except OverrideError as err:
         raise ConfigError(str(err)) from None
-    return JobConfig(job.params, templates, (*job.overrides, *extra), merged, job.pbt, job.replay)
+    return replace(job, overrides=(*job.overrides, *extra), merged=merged)
 
 
 def step_configs(job: JobConfig, step: Step, paths: StepPaths) -> dict[str, Any]:

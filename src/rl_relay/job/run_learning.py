@@ -1,4 +1,4 @@
-"""run_learning: the job script's process around the job loop (``rl_relay.job_loop``).
+"""run_learning: the job script's process around the job loop (``rl_relay.job.loop``).
 
 Reads the job's parameters through cluster_utils' ``initialize_job`` (which registers the
 job with the server), checks them (``job_config.prepare``), takes the working directory's
@@ -19,12 +19,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rl_relay import exit_codes, locks, preemption
-from rl_relay.job_config import ConfigError, prepare
-from rl_relay.job_loop import fail, run
-from rl_relay.server import ClusterUtilsServer
+from rl_relay import exit_codes
+from rl_relay.job import locks, preemption
+from rl_relay.job.client import ClusterUtilsServer
+from rl_relay.job.config import ConfigError, prepare
+from rl_relay.job.loop import fail, run
 
-logger = logging.getLogger("rl_relay.run_learning")
+logger = logging.getLogger("rl_relay.job.run_learning")
 
 _OS_HINTS = {
     errno.ENOSPC: "free disk space",

@@ -13,18 +13,20 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from rl_relay import exit_codes, preemption
-from rl_relay.job_config import ConfigError, JobConfig
+from rl_relay import exit_codes
+from rl_relay.job import preemption
+from rl_relay.job.boundary import Action
+from rl_relay.job.client import Server
+from rl_relay.job.config import ConfigError, JobConfig
+from rl_relay.job.outcome import apply
+from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.state import State, StateError
+from rl_relay.job.state_file import load_state, save_state
+from rl_relay.job.step import run_step
 from rl_relay.layout import StepPaths
 from rl_relay.metrics import MEAN_REWARD, STD_REWARD, job_metrics
-from rl_relay.outcome import apply
-from rl_relay.reward import NoRewardError, RewardColumnError, read_reward
-from rl_relay.server import Server
-from rl_relay.state import State, StateError
-from rl_relay.state_file import load_state, save_state
-from rl_relay.step import run_step
 
-logger = logging.getLogger("rl_relay.run_learning")
+logger = logging.getLogger("rl_relay.job.run_learning")
 
 
 def fill_missing_rewards(job: JobConfig, state: State) -> State:
@@ -68,10 +70,8 @@ def give_up_message(job: JobConfig, state: State) -> str:
 
 def _give_up(server: Server, job: JobConfig, state: State) -> int:
     message = give_up_message(job, state)
-    if job.pbt is not None:  # the rest of the population stops waiting for this member
-        from rl_relay.pbt import job as member
-
-        member.give_up(job, state, message.splitlines()[0])
+    if job.boundary is not None:  # e.g. the rest of a PBT population stops waiting for it
+        job.boundary.give_up(job, state, message.splitlines()[0])
     return fail(server, message)
 
 
@@ -114,16 +114,14 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
             break
         if stop():
             return _resume(server, job, "stopped by a signal before the next step")
-        if job.pbt is not None:
-            from rl_relay.pbt import job as member
-
-            state, action = member.before_step(job, state, step, member.WAIT_SECONDS)
-            save_state(job.paths.state, state)
-            if action is member.Action.WAIT:
+        if job.boundary is not None:
+            state, action = job.boundary.before_step(job, state, step)
+            save_state(job.paths.state, state)  # the decision, before anything acts on it
+            if action is Action.WAIT:
                 if server.connected:
-                    return _resume(server, job, "waiting for the rest of the PBT population")
+                    return _resume(server, job, "waiting at an iteration boundary")
                 continue  # by hand: look again (before_step polls a few seconds first)
-            if action is member.Action.STOPPED:
+            if action is Action.STOPPED:
                 continue
             step = state.next_step()
             assert step is not None
@@ -153,10 +151,8 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
             return _resume(server, job, f"{step.dir_name} is over")
         if done.result.preempted or stop():
             return _resume(server, job, "stopped by a signal")
-    if job.pbt is not None:
-        from rl_relay.pbt import job as member
-
-        member.finish(job, state)
+    if job.boundary is not None:
+        job.boundary.finish(job, state)
     result = job_metrics(state.rewards(), state.failed_attempts, state.resumes)
     logger.info(
         "all %d learning runs done: mean %s = %g, std %g, %d failed attempt(s)",

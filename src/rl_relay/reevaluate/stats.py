@@ -4,7 +4,7 @@ The best job of a search is best partly by luck: its score is the maximum of noi
 estimates, biased upwards (selection bias). Running the top configurations again, with
 seeds no search job used and several runs each, gives an honest estimate and a confidence
 interval. This module chooses the configurations, the seeds and the grid search settings,
-and summarises the results; ``rl_relay.reevaluate`` does the files and processes.
+and summarises the results; ``rl_relay.reevaluate.command`` does the files and processes.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rl_relay.job.state import Plan
 from rl_relay.paramtree import discard, lookup, set_dotted
-from rl_relay.state import Plan
 
 #: The parameter that tells a re-evaluation job which search job it re-evaluates.
 REEVALUATION_OF = "reevaluation_of"

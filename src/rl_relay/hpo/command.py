@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
-from rl_relay.hpo_continue import (
+from rl_relay.hpo.continuation import (
     DirectoryBusy,
     hold_driver_lock,
     move_aside,
     release_driver_lock,
 )
-from rl_relay.hpo_settings import add_settings_arguments, load_settings
+from rl_relay.hpo.settings import add_settings_arguments, load_settings
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
 
@@ -69,8 +69,14 @@ def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rl_relay.hpo.patches import UnsupportedClusterUtils, install, require_supported
     from rl_relay.optimizers.persist import ContinueError
 
+    try:
+        require_supported()  # before anything is moved, locked or written
+    except UnsupportedClusterUtils as err:
+        print(f"rl-relay hpo: {err}", file=sys.stderr)
+        return 1
     try:
         settings = load_settings(args.settings_file, args.overrides)
     except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
@@ -96,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         from cluster_utils import hp_optimization
-
-        from rl_relay.cluster_utils_patches import install
 
         record_start(result_dir, args, settings)
         install(local=args.local, settings=settings)

@@ -27,6 +27,14 @@ from rl_relay.layout import (
 )
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED, STD_SUFFIX, TIMESTEPS_COLUMN
 from rl_relay.paramtree import flatten
+from rl_relay.report.files import (
+    number,
+    read_csv_rows,
+    read_json,
+    read_metrics,
+    scalar,
+    server_events,
+)
 from rl_relay.report.model import (
     DONE,
     FAILED,
@@ -38,16 +46,8 @@ from rl_relay.report.model import (
     Results,
     RunInfo,
 )
-from rl_relay.report.readers import (
-    number,
-    read_csv_rows,
-    read_json,
-    read_metrics,
-    scalar,
-    server_events,
-)
 
-logger = logging.getLogger("rl_relay.report")
+logger = logging.getLogger("rl_relay.report.command")
 
 RESTARTS_COLUMN = "job_restarts"
 #: Columns of all_data.csv that are not hyperparameters.

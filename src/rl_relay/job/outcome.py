@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass
 
 from rl_relay import exit_codes
-from rl_relay.state import MAX_STALLED_RESUMES, State, Step
+from rl_relay.job.state import MAX_STALLED_RESUMES, State, Step
 
 
 class Verdict(enum.Enum):

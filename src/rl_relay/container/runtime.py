@@ -7,7 +7,7 @@ the arguments the wrapper got, and registers with the cluster_utils server itsel
 The command is built by hand rather than with spython's ``Client.execute``/``run``:
 those capture or stream output from within Python, but cannot run the runtime in its own
 process group with preemption signals passed on and its output teed into the job's log
-files, which is what a week-long HPO needs (rl_relay.supervise does that).
+files, which is what a week-long HPO needs (rl_relay.job.supervise does that).
 
 Only the standard library is imported here: the wrapper runs on the host, often with the
 system's ``python3``, while everything else lives in the image.
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_relay import container_binds
-from rl_relay.container_binds import Bind, BindError
+from rl_relay.container import binds as container_binds
+from rl_relay.container.binds import Bind, BindError
 from rl_relay.paramtree import subtree
 
 RUNTIMES = ("apptainer", "singularity")
 PREFIX = "singularity"
-#: What the learner inside reads to size itself to the job (rl_relay.cluster).
+#: What the learner inside reads to size itself to the job (rl_relay.job.resources).
 #: ``--containall`` implies ``--cleanenv``, which keeps every host variable out of the
 #: container, so these are passed in by name (``singularity.env`` overrides them).
 JOB_RESOURCE_VARIABLES = (

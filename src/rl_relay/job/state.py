@@ -7,7 +7,7 @@ checkpoint would restore the same random state and repeat a seed-dependent failu
 ``max_attempts`` attempts have failed. A preempted step continues from its own checkpoint in
 the same directory and costs no attempt, as long as each resume makes progress.
 
-Transitions are pure (they return a new ``State``); ``rl_relay.state_file`` reads and
+Transitions are pure (they return a new ``State``); ``rl_relay.job.state_file`` reads and
 writes ``restarts.json``.
 """
 

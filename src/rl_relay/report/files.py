@@ -18,7 +18,7 @@ from typing import Any
 
 from rl_relay.layout import SERVER_LOG
 
-logger = logging.getLogger("rl_relay.report")
+logger = logging.getLogger("rl_relay.report.command")
 
 _SERVER_LINE_RE = re.compile(
     r"Job (\d+) (died with error|exited to be resumed|has concluded, but has not sent results)(.*)"

@@ -15,10 +15,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from rl_relay import locks
+from rl_relay.job import locks
 from rl_relay.layout import BEST_JOB_PREFIX, JOB_METRICS, JOB_SETTINGS, ResultsPaths
-
-DRIVER_LOCK = ".rl-relay-hpo.lock"
 
 
 class DirectoryBusy(Exception):
@@ -104,7 +102,7 @@ def hold_driver_lock(result_dir: Path) -> int:
     Raises ``DirectoryBusy`` naming the other driver.
     """
     try:
-        return locks.acquire(result_dir / DRIVER_LOCK)
+        return locks.acquire(ResultsPaths(result_dir).driver_lock)
     except locks.LockedError as err:
         raise DirectoryBusy(
             f"another rl-relay hpo ({err.holder}) is running on {result_dir}; stop it first,"

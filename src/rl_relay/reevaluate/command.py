@@ -37,7 +37,7 @@ from rl_relay.layout import (
 )
 from rl_relay.metrics import DEFAULT_METRIC
 from rl_relay.paramtree import plain, set_dotted
-from rl_relay.reevaluation import (
+from rl_relay.reevaluate.stats import (
     REEVALUATION_OF,
     Candidate,
     Evaluated,
@@ -50,7 +50,7 @@ from rl_relay.reevaluation import (
     table,
 )
 
-logger = logging.getLogger("rl_relay.reevaluate")
+logger = logging.getLogger("rl_relay.reevaluate.command")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +90,7 @@ def _search_seeds(results: ResultsPaths) -> set[int]:
 
 
 def _candidates(results: ResultsPaths, hpo: dict[str, Any], top: int) -> tuple[list, str | None]:
-    from rl_relay.report import load_results
+    from rl_relay.report.load import load_results
 
     setting = hpo.get("optimization_setting", {})
     metric = setting.get("metric_to_optimize", DEFAULT_METRIC)
@@ -151,7 +151,7 @@ def _apply_overrides(settings: dict[str, Any], overrides: list[str]) -> None:
 def _run_grid_search(settings_file: Path, local: bool) -> None:
     from cluster_utils import grid_search
 
-    from rl_relay.cluster_utils_patches import install
+    from rl_relay.hpo.patches import install
 
     install(local=local)
     argv = sys.argv
@@ -189,10 +189,16 @@ def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rl_relay.report.reading import NoResultsError, find_procedure_dir
+    from rl_relay.hpo.patches import UnsupportedClusterUtils, require_supported
+    from rl_relay.report.load import NoResultsError, find_procedure_dir
 
     if args.top < 1 or args.runs < 2:
         print("rl-relay reevaluate: --top must be >= 1 and --runs >= 2", file=sys.stderr)
+        return exit_codes.FAILURE
+    try:
+        require_supported()  # before anything is written
+    except UnsupportedClusterUtils as err:
+        print(f"rl-relay reevaluate: {err}", file=sys.stderr)
         return exit_codes.FAILURE
     try:
         results = ResultsPaths(find_procedure_dir(args.results_dir))
@@ -231,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Running from {workdir}, where the search ran (its relative paths start there)")
         os.chdir(workdir)
     results.reevaluation.mkdir(parents=True, exist_ok=True)
-    settings_file = results.reevaluation / "grid_search_settings.json"
+    settings_file = results.reevaluation_settings
     atomic_write_json(settings_file, plain(settings))
     print(
         f"Re-evaluating {len(candidates)} configuration(s) x {args.runs} runs on fresh seeds"

@@ -1,0 +1,89 @@
+"""What ``rl-relay hpo`` changes in cluster_utils 3.0, in its own driver process only.
+
+Each change is a monkeypatch applied by ``install`` before cluster_utils'
+``hp_optimization.main()`` runs, at the narrowest point found in cluster_utils 3.0.0's
+source, one module per change, each naming the defect or the missing feature it is for:
+
+- ``cem_continue``, ``nevergrad_continue``: the two optimisers' loaders fail on continue;
+- ``continuing``: an HPO continues where its results directory stands;
+- ``job_count``: one job more than ``number_of_samples`` is started;
+- ``results_dir``: an existing results directory makes it ask on the keyboard;
+- ``local_backend``: ``--local`` even where a scheduler is installed.
+
+They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
+check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+#: The cluster_utils releases these patches were written for (and tested with).
+SUPPORTED_SERIES = "3.0"
+
+
+class UnsupportedClusterUtils(RuntimeError):
+    """The installed cluster_utils is not one the patches were written for."""
+
+
+def version_problem(installed: str | None) -> str | None:
+    """Why ``installed`` (a cluster_utils version, None if absent) cannot be patched."""
+    if installed is None:
+        return (
+            "cluster_utils is not installed: pip install 'cluster_utils[runner,nevergrad]=="
+            f"{SUPPORTED_SERIES}.*'"
+        )
+    if installed.split(".")[:2] != SUPPORTED_SERIES.split("."):
+        return (
+            f"rl-relay hpo was written for cluster_utils {SUPPORTED_SERIES}.x and changes its"
+            f" internals, but {installed} is installed: pip install"
+            f" 'cluster_utils[runner,nevergrad]=={SUPPORTED_SERIES}.*' (or run plain"
+            " python -m cluster_utils.hp_optimization, without rl-relay's additions)"
+        )
+    return None
+
+
+def installed_version() -> str | None:
+    try:
+        return metadata.version("cluster_utils")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def require_supported() -> None:
+    """Raise ``UnsupportedClusterUtils`` unless the installed cluster_utils is a 3.0 release."""
+    problem = version_problem(installed_version())
+    if problem:
+        raise UnsupportedClusterUtils(problem)
+
+
+def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> None:
+    """Apply every patch (idempotent); ``local``: the local backend whatever is on PATH;
+    ``settings``: the settings as loaded (PBT's members get parameters from them).
+
+    Raises ``UnsupportedClusterUtils`` before touching anything when the installed
+    cluster_utils is not a 3.0 release.
+    """
+    require_supported()
+    from cluster_utils.server.settings import optimizer_dict
+
+    from rl_relay.hpo.patches import (
+        cem_continue,
+        continuing,
+        job_count,
+        local_backend,
+        nevergrad_continue,
+        results_dir,
+    )
+    from rl_relay.optimizers import register
+
+    cem_continue.install(optimizer_dict)
+    nevergrad_continue.install(optimizer_dict)
+    register(optimizer_dict)
+    results_dir.install()
+    job_count.install()
+    continuing.install(settings or {})
+    if local:
+        local_backend.install()

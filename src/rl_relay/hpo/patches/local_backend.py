@@ -1,0 +1,32 @@
+"""``--local``: cluster_utils' local backend even where a scheduler is installed.
+
+cluster_utils 3.0 picks its backend from the PATH (``condor_q`` -> HTCondor, ``sbatch`` ->
+Slurm) and offers no setting to run locally where a scheduler is installed (a login node,
+CI after the Slurm tests): its detection is told that the schedulers' commands are not
+available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+SCHEDULER_COMMANDS = ("condor_q", "sbatch")
+
+
+def without_schedulers(detect: Callable[[str], bool]) -> Callable[[str], bool]:
+    """``is_command_available`` answering False for the schedulers' commands."""
+
+    def no_scheduler(cmd: str) -> bool:
+        return False if cmd in SCHEDULER_COMMANDS else detect(cmd)
+
+    no_scheduler._rl_relay = True  # type: ignore[attr-defined]
+    return no_scheduler
+
+
+def install() -> None:
+    from cluster_utils.server import cluster_system
+
+    if not getattr(cluster_system.is_command_available, "_rl_relay", False):
+        cluster_system.is_command_available = without_schedulers(
+            cluster_system.is_command_available
+        )

@@ -1,0 +1,72 @@
+"""Continue ``nevergrad``, and tell it results it did not ask for.
+
+cluster_utils 3.0.0 defect (still on its master): ``NGOptimizer.try_load_from_pickle``
+builds a throw-away nevergrad optimiser with ``instrumentation=``, a keyword nevergrad no
+longer has (it is ``parametrization=``): a TypeError on every continue.
+``ContinuableNGOptimizer`` does the same check (the saved optimiser runs the algorithm
+asked for) with the right keyword, and (``Continuable``) saves its state after every result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cluster_utils.server.optimizers import NGOptimizer
+
+from rl_relay.optimizers.persist import (
+    Continuable,
+    ContinueError,
+    continuable,
+    load_to_continue,
+)
+
+
+class ContinuableNGOptimizer(Continuable, NGOptimizer):
+    """``nevergrad``, saved after every result, continuing without the 3.0.0 bug."""
+
+    @classmethod
+    def try_load_from_pickle(
+        cls,
+        file: str,
+        optimized_params: Any,
+        metric_to_optimize: str,
+        minimize: bool,
+        report_hooks: Any,
+        **optimizer_settings: Any,
+    ) -> ContinuableNGOptimizer | None:
+        ngopt = load_to_continue(
+            file, NGOptimizer, optimized_params, metric_to_optimize, minimize, report_hooks
+        )
+        if ngopt is None:
+            return None
+        algorithm = optimizer_settings["opt_alg"]
+        expected = cls.get_optimizer_dict()[algorithm](parametrization=ngopt.instrumentation)
+        if type(ngopt.optimizer) is not type(expected):
+            raise ContinueError(
+                f"{file} holds a nevergrad {type(ngopt.optimizer).__name__}, the settings ask"
+                f" for opt_alg {algorithm!r}: continue with the same opt_alg, or --fresh"
+            )
+        ngopt.candidates.pop(-1, None)  # never saved by us; harmless if cluster_utils did
+        return continuable(ngopt, cls)
+
+    def tell(self, jobs: Any) -> None:
+        """Results of jobs asked by a driver that died before saving their candidate (or
+        recovered from disk) are told to nevergrad as points it did not ask for."""
+        for job in jobs if isinstance(jobs, list | tuple) else [jobs]:
+            results = job.get_results()
+            if results is not None and job.id not in self.candidates:
+                row = results[0].iloc[0]
+                values = {name: _python(row[name]) for name in self.params}
+                self.candidates[job.id] = self.optimizer.parametrization.spawn_child(
+                    new_value=((), values)
+                )
+        super().tell(jobs)
+
+
+def _python(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def install(optimizer_dict: dict[str, Any]) -> None:
+    optimizer_dict["nevergrad"] = ContinuableNGOptimizer

@@ -1,0 +1,6 @@
+"""``rl-relay reevaluate``: an HPO's best configurations again, on fresh seeds.
+
+The command (``command``: files and processes) and its pure part (``stats``: which
+configurations, which seeds, the grid search settings, and the ranking with confidence
+intervals that the report and the benchmark share).
+"""
