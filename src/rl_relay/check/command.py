@@ -31,7 +31,7 @@ from rl_relay.check.settings_checks import (
     check_shell_quoting,
 )
 from rl_relay.container.runtime import check_settings as container_checks
-from rl_relay.hpo.settings import add_settings_arguments, load_settings
+from rl_relay.hpo.settings import add_local_argument, add_settings_arguments, load_settings
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
 
 
@@ -121,10 +121,8 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
-    parser.add_argument(
-        "--local",
-        action="store_true",
-        help="check for a local run with rl-relay hpo --local (ignore sbatch/condor_q)",
+    add_local_argument(
+        parser, "check for a local run with rl-relay hpo --local (ignore sbatch/condor_q)"
     )
     parser.add_argument(
         "--cluster-utils",

@@ -31,17 +31,15 @@ from rl_relay.hpo.continuation import (
     move_aside,
     release_driver_lock,
 )
-from rl_relay.hpo.settings import add_settings_arguments, load_settings
+from rl_relay.hpo.settings import add_local_argument, add_settings_arguments, load_settings
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
-    parser.add_argument(
-        "--local",
-        action="store_true",
-        help="run jobs with cluster_utils' local backend even where sbatch/condor_q exist",
+    add_local_argument(
+        parser, "run jobs with cluster_utils' local backend even where sbatch/condor_q exist"
     )
     parser.add_argument(
         "--fresh",

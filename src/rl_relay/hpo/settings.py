@@ -23,6 +23,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_local_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--local``: cluster_utils' local backend even where sbatch/condor_q are installed."""
+    parser.add_argument("--local", action="store_true", help=help_text)
+
+
 def load_settings(settings_file: Path, overrides: Sequence[str]) -> dict[str, Any]:
     """The settings exactly as cluster_utils reads them (its loader, the same overrides),
     as plain JSON values (its tuples made lists, its enums their names)."""

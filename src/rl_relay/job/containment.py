@@ -107,25 +107,24 @@ def _reap(pids: list[int]) -> None:
 
 def end_processes(pids: list[int], grace: float) -> None:
     """SIGTERM, wait up to ``grace`` seconds, SIGKILL what is left; reap our children."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap(pids)
-        if not any(living(read_process(pid)) for pid in pids):
-            break
-        time.sleep(0.05)
-    for pid in pids:
-        if living(read_process(pid)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap(pids)
-        if not any(living(read_process(pid)) for pid in pids):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            if sig == signal.SIGTERM or living(read_process(pid)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        if _gone_within(pids, grace):
             return
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    """Whether every process of ``pids`` has ended (reaped if ours) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _reap(pids)
+        if not any(living(read_process(pid)) for pid in pids):
+            return True
         time.sleep(0.05)
+    return False
 
 
 def _cgroup2_dir() -> Path | None:

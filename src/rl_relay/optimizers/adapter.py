@@ -9,13 +9,13 @@ rows into ``tell``, ``full_df``/``minimal_df`` (``all_data.csv``, ``reduced_data
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import pandas as pd
 from cluster_utils.server.optimizers import Optimizer
 
-from rl_relay.optimizers.persist import Continuable, ContinueError, finite, load_to_continue
+from rl_relay.optimizers.persist import Continuable, ContinueError, finite
 from rl_relay.optimizers.space import (
     Config,
     Param,
@@ -33,6 +33,10 @@ class Search(Protocol):
     def ask(self) -> Config: ...
 
     def tell(self, config: Config, value: float) -> None: ...
+
+    def update(self, settings: Mapping[str, Any]) -> None:
+        """Take settings changed in the file since the state was saved (continuing)."""
+        ...
 
 
 class SearchOptimizer(Optimizer):
@@ -96,32 +100,14 @@ class RelayOptimizer(Continuable, SearchOptimizer):
     #: The ``optimizer_str`` it is registered under.
     name: ClassVar[str] = ""
 
-    def update_settings(self, settings: dict[str, Any]) -> None:
-        """Settings changed in the file since the state was saved (continuing)."""
-
-    @classmethod
-    def try_load_from_pickle(
-        cls,
-        file: str,
-        optimized_params: Sequence[Any],
-        metric_to_optimize: str,
-        minimize: bool,
-        report_hooks: Any,
-        **optimizer_settings: Any,
-    ) -> RelayOptimizer | None:
-        optimizer = load_to_continue(
-            file, cls, optimized_params, metric_to_optimize, minimize, report_hooks
-        )
-        if optimizer is None:
-            return None
+    def continue_with(
+        self, file: str, optimized_params: Sequence[Any], settings: dict[str, Any]
+    ) -> None:
         space = [param_from_distribution(d) for d in optimized_params]
-        if space != optimizer.space:
-            changed = [
-                new.name for new, old in zip(space, optimizer.space, strict=True) if new != old
-            ]
+        if space != self.space:
+            changed = [new.name for new, old in zip(space, self.space, strict=True) if new != old]
             raise ContinueError(
                 f"{file}: the distributions of {changed} changed since this HPO started;"
                 " continue with the same optimized_params, or start over with --fresh"
             )
-        optimizer.update_settings(dict(optimizer_settings))
-        return optimizer
+        self.search.update(settings)

@@ -160,6 +160,9 @@ class DGDSearch:
         point = tuple(option_index(p, v) for p, v in zip(self.params, config, strict=True))
         self.grid.tell(point, value)
 
+    def update(self, settings: Mapping[str, Any]) -> None:
+        """Nothing to take: ``start`` and ``seed`` decide only the beginning of a search."""
+
     def history_csv(self, metric: str) -> str:
         """XT's ``eval_hp_search`` table: one row per stretch a configuration was best; the
         ``metric`` column is its mean over the configuration's jobs (as in reduced_data.csv)."""

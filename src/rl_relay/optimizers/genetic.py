@@ -138,9 +138,6 @@ class GeneticOptimizer(RelayOptimizer):
     ) -> GeneticSearch:
         return GeneticSearch(space, minimize, **{**DEFAULTS, **settings})
 
-    def update_settings(self, settings: dict[str, Any]) -> None:
-        self.search.update(settings)
-
 
 def settings_problems(
     settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]

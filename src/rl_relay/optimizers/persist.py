@@ -16,7 +16,7 @@ import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rl_relay.atomic import atomic_path
 from rl_relay.layout import ResultsPaths
@@ -154,6 +154,41 @@ class Continuable:
     state_dir: str | None = None
     n_asked: int = 0
     n_told: int = 0
+    #: The class a saved state must be an instance of (None: this class; cluster_utils'
+    #: own class for its optimisers, whose states plain cluster_utils may have saved).
+    saved_class: ClassVar[type | None] = None
+
+    @classmethod
+    def try_load_from_pickle(
+        cls,
+        file: str,
+        optimized_params: Sequence[Any],
+        metric_to_optimize: str,
+        minimize: bool,
+        report_hooks: Any,
+        **optimizer_settings: Any,
+    ) -> Any | None:
+        """cluster_utils' loader of a continued HPO: the saved optimiser, checked against the
+        settings and converted to this class; None when nothing was saved."""
+        loaded = load_to_continue(
+            file,
+            cls.saved_class or cls,
+            optimized_params,
+            metric_to_optimize,
+            minimize,
+            report_hooks,
+        )
+        if loaded is None:
+            return None
+        optimizer = continuable(loaded, cls)
+        optimizer.continue_with(file, optimized_params, dict(optimizer_settings))
+        return optimizer
+
+    def continue_with(
+        self, file: str, optimized_params: Sequence[Any], settings: dict[str, Any]
+    ) -> None:
+        """Check and take what the settings say now (subclasses; ContinueError if it cannot
+        go on with them)."""
 
     def ask(self) -> Any:
         settings = super().ask()  # type: ignore[misc]

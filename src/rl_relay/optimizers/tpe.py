@@ -141,9 +141,6 @@ class TPEOptimizer(RelayOptimizer):
     def make_search(cls, space: list[Param], minimize: bool, settings: dict[str, Any]) -> TPESearch:
         return TPESearch(space, minimize, **{**DEFAULTS, **settings})
 
-    def update_settings(self, settings: dict[str, Any]) -> None:
-        self.search.update(settings)
-
 
 def settings_problems(
     settings: Mapping[str, Any], optimized_params: Sequence[Mapping[str, Any]]

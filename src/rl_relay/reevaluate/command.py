@@ -27,6 +27,7 @@ from typing import Any
 
 from rl_relay import exit_codes
 from rl_relay.atomic import atomic_path, atomic_write_json, atomic_write_text
+from rl_relay.hpo.settings import add_local_argument
 from rl_relay.layout import (
     JOB_SETTINGS,
     RECOMMENDATION_FILE,
@@ -57,10 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
     parser.add_argument("--top", type=int, default=3, help="configurations to re-run (3)")
     parser.add_argument("--runs", type=int, default=5, help="learning runs per configuration (5)")
-    parser.add_argument(
-        "--local",
-        action="store_true",
-        help="cluster_utils' local backend even where sbatch/condor_q exist (as rl-relay hpo"
+    add_local_argument(
+        parser,
+        "cluster_utils' local backend even where sbatch/condor_q exist (as rl-relay hpo"
         " --local; the default is the search's own backend)",
     )
     parser.add_argument(

@@ -9,38 +9,28 @@ with the setting's value, and (``Continuable``) saves it after every result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cluster_utils.server.optimizers import Metaoptimizer
 
-from rl_relay.optimizers.persist import Continuable, continuable, load_to_continue
+from rl_relay.optimizers.persist import Continuable
 
 
 class ContinuableMetaoptimizer(Continuable, Metaoptimizer):
     """``cem_metaoptimizer``, saved after every result, continuing without the 3.0.0 bug."""
 
-    @classmethod
-    def try_load_from_pickle(
-        cls,
-        file: str,
-        optimized_params: Any,
-        metric_to_optimize: str,
-        minimize: bool,
-        report_hooks: Any,
-        **optimizer_settings: Any,
-    ) -> ContinuableMetaoptimizer | None:
-        metaopt = load_to_continue(
-            file, Metaoptimizer, optimized_params, metric_to_optimize, minimize, report_hooks
-        )
-        if metaopt is None:
-            return None
-        if len(metaopt.minimal_df) > 0:  # refit to the best so far, as cluster_utils does
-            best = metaopt.get_best_params()
+    saved_class = Metaoptimizer
+
+    def continue_with(
+        self, file: str, optimized_params: Sequence[Any], settings: dict[str, Any]
+    ) -> None:
+        if len(self.minimal_df) > 0:  # refit to the best so far, as cluster_utils does
+            best = self.get_best_params()
             for distribution in optimized_params:
                 distribution.fit(best[distribution.param_name])
-        metaopt.with_restarts = bool(optimizer_settings["with_restarts"])
-        metaopt.params = [d.param_name for d in optimized_params]
-        return continuable(metaopt, cls)
+        self.with_restarts = bool(settings["with_restarts"])
+        self.params = [d.param_name for d in optimized_params]
 
 
 def install(optimizer_dict: dict[str, Any]) -> None:

@@ -9,45 +9,30 @@ asked for) with the right keyword, and (``Continuable``) saves its state after e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cluster_utils.server.optimizers import NGOptimizer
 
-from rl_relay.optimizers.persist import (
-    Continuable,
-    ContinueError,
-    continuable,
-    load_to_continue,
-)
+from rl_relay.optimizers.persist import Continuable, ContinueError
 
 
 class ContinuableNGOptimizer(Continuable, NGOptimizer):
     """``nevergrad``, saved after every result, continuing without the 3.0.0 bug."""
 
-    @classmethod
-    def try_load_from_pickle(
-        cls,
-        file: str,
-        optimized_params: Any,
-        metric_to_optimize: str,
-        minimize: bool,
-        report_hooks: Any,
-        **optimizer_settings: Any,
-    ) -> ContinuableNGOptimizer | None:
-        ngopt = load_to_continue(
-            file, NGOptimizer, optimized_params, metric_to_optimize, minimize, report_hooks
-        )
-        if ngopt is None:
-            return None
-        algorithm = optimizer_settings["opt_alg"]
-        expected = cls.get_optimizer_dict()[algorithm](parametrization=ngopt.instrumentation)
-        if type(ngopt.optimizer) is not type(expected):
+    saved_class = NGOptimizer
+
+    def continue_with(
+        self, file: str, optimized_params: Sequence[Any], settings: dict[str, Any]
+    ) -> None:
+        algorithm = settings["opt_alg"]
+        expected = self.get_optimizer_dict()[algorithm](parametrization=self.instrumentation)
+        if type(self.optimizer) is not type(expected):
             raise ContinueError(
-                f"{file} holds a nevergrad {type(ngopt.optimizer).__name__}, the settings ask"
+                f"{file} holds a nevergrad {type(self.optimizer).__name__}, the settings ask"
                 f" for opt_alg {algorithm!r}: continue with the same opt_alg, or --fresh"
             )
-        ngopt.candidates.pop(-1, None)  # never saved by us; harmless if cluster_utils did
-        return continuable(ngopt, cls)
+        self.candidates.pop(-1, None)  # never saved by us; harmless if cluster_utils did
 
     def tell(self, jobs: Any) -> None:
         """Results of jobs asked by a driver that died before saving their candidate (or
