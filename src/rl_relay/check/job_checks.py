@@ -1,6 +1,6 @@
 """Checks of what the jobs will get: fixed parameters, templates, the search space, a sample.
 
-They use the job's own code (``job_config.prepare``, the override merge, the learner's
+They use the job's own code (``job.config.prepare``, the override merge, the learner's
 schemas), so what passes here passes in every job.
 """
 

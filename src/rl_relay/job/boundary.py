@@ -8,7 +8,8 @@ checkpoint the next iteration starts, or waits for the rest of its population; e
 stopping decides whether a poor job goes on at all. The job loop knows only this protocol:
 it asks ``before_step`` before every step, ``finish`` after the last one and ``give_up``
 when a run failed for good, and saves the state it gets back before it acts on it, so a job
-killed after a decision acts on the same decision when it starts again.
+killed after a decision acts on the same decision when it starts again. A boundary is built
+from the job's checked parameters and knows what it needs of the job from then on.
 
 Implementations are found by the top-level job parameter that turns them on
 (``BOUNDARIES``), as cluster_utils' optimisers are by ``optimizer_str``: the job package
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import enum
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rl_relay.paramtree import top_level_names
 
 if TYPE_CHECKING:
-    from rl_relay.job.config import JobConfig
+    from rl_relay.job.overrides import Override
     from rl_relay.job.params import JobParams
     from rl_relay.job.state import State, Step
 
@@ -44,31 +45,32 @@ class Action(enum.Enum):
 class Boundary(Protocol):
     """Decisions at a job's iteration boundaries (see the module docstring)."""
 
-    def before_step(self, job: JobConfig, state: State, step: Step) -> tuple[State, Action]:
+    def before_step(self, state: State, step: Step) -> tuple[State, Action]:
         """Decide how ``step`` starts, if that is still open: the state to save and the action."""
         ...
 
-    def finish(self, job: JobConfig, state: State) -> None:
+    def finish(self, state: State) -> None:
         """Every run is done: record the end."""
         ...
 
-    def give_up(self, job: JobConfig, state: State, reason: str) -> None:
+    def give_up(self, state: State, reason: str) -> None:
         """A run failed for good: whoever waits for this job must stop waiting."""
         ...
 
 
 #: The top-level job parameter that turns a boundary on -> "module:function" giving
-#: ``(boundary or None, problem or None)`` from the job's parameters.
+#: ``(boundary or None, problem or None)`` from the job's parameters, checked parameters
+#: and overrides.
 BOUNDARIES = {"pbt": "rl_relay.pbt.boundary:from_params"}
 
 
 def boundary_for(
-    params: Mapping[str, Any], job_params: JobParams
+    params: Mapping[str, Any], job_params: JobParams, overrides: Sequence[Override]
 ) -> tuple[Boundary | None, str | None]:
     """The boundary the parameters ask for (None without one), or why they cannot have it."""
     for section, target in BOUNDARIES.items():
         if section in top_level_names(params):
             module_name, _, function = target.partition(":")
             make = getattr(importlib.import_module(module_name), function)
-            return make(params, job_params)
+            return make(params, job_params, overrides)
     return None, None

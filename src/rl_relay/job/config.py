@@ -170,7 +170,7 @@ def prepare(
         )
     own += _window_problems(job_params, templates, merged)
     problems += _named(source, "\n".join(own))
-    boundary, boundary_problem = boundary_for(params, job_params)
+    boundary, boundary_problem = boundary_for(params, job_params, overrides)
     if boundary_problem:
         problems.append(f"{source}: {boundary_problem}")
     if problems:

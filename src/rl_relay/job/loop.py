@@ -71,7 +71,7 @@ def give_up_message(job: JobConfig, state: State) -> str:
 def _give_up(server: Server, job: JobConfig, state: State) -> int:
     message = give_up_message(job, state)
     if job.boundary is not None:  # e.g. the rest of a PBT population stops waiting for it
-        job.boundary.give_up(job, state, message.splitlines()[0])
+        job.boundary.give_up(state, message.splitlines()[0])
     return fail(server, message)
 
 
@@ -115,7 +115,7 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
         if stop():
             return _resume(server, job, "stopped by a signal before the next step")
         if job.boundary is not None:
-            state, action = job.boundary.before_step(job, state, step)
+            state, action = job.boundary.before_step(state, step)
             save_state(job.paths.state, state)  # the decision, before anything acts on it
             if action is Action.WAIT:
                 if server.connected:
@@ -152,7 +152,7 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
         if done.result.preempted or stop():
             return _resume(server, job, "stopped by a signal")
     if job.boundary is not None:
-        job.boundary.finish(job, state)
+        job.boundary.finish(state)
     result = job_metrics(state.rewards(), state.failed_attempts, state.resumes)
     logger.info(
         "all %d learning runs done: mean %s = %g, std %g, %d failed attempt(s)",

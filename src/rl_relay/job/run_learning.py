@@ -1,7 +1,7 @@
 """run_learning: the job script's process around the job loop (``rl_relay.job.loop``).
 
 Reads the job's parameters through cluster_utils' ``initialize_job`` (which registers the
-job with the server), checks them (``job_config.prepare``), takes the working directory's
+job with the server), checks them (``job.config.prepare``), takes the working directory's
 lock, logs into ``run_learning.log`` and runs the loop; every failure on the way is one
 message and exit code 1, never a traceback.
 """
