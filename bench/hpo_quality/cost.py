@@ -4,8 +4,8 @@ The zoo's PPO space spans three orders of magnitude in cost (a 4-sample minibatc
 32k-step rollout for 20 epochs is 164k gradient steps, minutes on one core; a 1024-sample one
 over 256 steps a few seconds), so the expected time per trial is the mean over the space, not
 the time of a typical configuration. Constants: seconds on one core of the 2-core machine the
-figures in docs/benchmark.md come from (SB3 2.9.2, torch 2.13 CPU); ``hpo_quality.py`` rescales
-them by what the finished searches really took.
+figures in docs/benchmark.md come from (SB3 2.9.2, torch 2.13 CPU); the command prints the
+model beside what the finished searches really took.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hpo_quality_space import Param
+from .space import Param
 
 STARTUP_S = 4.0  # interpreter, torch and SB3 imports, env and model construction, evaluation
 PPO_ENV_STEP_S = 1e-4  # per environment step (8 CartPole envs in one DummyVecEnv)
