@@ -250,7 +250,7 @@ def plot(outcomes: list[Outcome], path: Path, title: str) -> None:
                 color="0.5",
                 label="search's own estimate" if x == j == 0 else None,
             )
-    names = ["\n".join(textwrap.wrap(label(m), 18)) for m in methods]
+    names = ["\n".join(textwrap.wrap(label(m), 18, break_on_hyphens=False)) for m in methods]
     ax.set_xticks(range(len(methods)), names, fontsize=7)
     ax.set_ylabel("mean episode return (deterministic)")
     ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=7)
