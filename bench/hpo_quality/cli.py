@@ -65,6 +65,12 @@ QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_ep
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
 REEVAL_SEED = 900_000  # re-evaluation worker w: base seed REEVAL_SEED + w
 SEARCH_OVERHEAD_S = 2.0  # per job: cluster_utils submission, job process, polling
+#: what a run records in options.json: searches saved under other options are not comparable
+RUN_OPTIONS = ("trials", "budget", "reeval_seeds", "eval_episodes", "runs_per_job",
+               "reward_column", "workers", "settings")  # fmt: skip
+#: the options every search of a run shares (``runs.Search``)
+SHARED = ("task", "algo", "env_id", "settings", "trials", "budget", "eval_episodes",
+          "reward_column", "workers")  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,17 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     if args.quick and out.exists() and not args.estimate:
         shutil.rmtree(out)  # the smoke test always runs everything
-    options = (
-        "trials",
-        "budget",
-        "reeval_seeds",
-        "eval_episodes",
-        "runs_per_job",
-        "reward_column",
-        "workers",
-        "settings",
-    )
-    run_options = {k: getattr(args, k) for k in options}
+    run_options = {k: getattr(args, k) for k in RUN_OPTIONS}
     options_file = out / "options.json"
     if options_file.exists() and json.loads(options_file.read_text()) != run_options:
         print(
@@ -249,20 +245,12 @@ def run_one(
     space_file = work / "space.json"
     space_file.write_text(json.dumps(args.settings, indent=2))
     search = Search(
-        args.task,
-        args.algo,
-        args.env_id,
-        space_file,
-        args.settings,
-        space,
-        args.trials,
-        args.budget,
-        args.eval_episodes,
-        parse_method(method).runs_per_job or args.runs_per_job,
-        args.reward_column,
-        args.workers,
-        SEARCH_SEED + repeat,
-        repeat,
+        **{k: getattr(args, k) for k in SHARED},
+        space_file=space_file,
+        space=space,
+        runs_per_job=parse_method(method).runs_per_job or args.runs_per_job,
+        seed=SEARCH_SEED + repeat,
+        repeat=repeat,
     )
     logger.info("%s repeat %d: searching in %s", method, repeat, work)
     try:

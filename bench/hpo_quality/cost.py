@@ -53,6 +53,22 @@ def draw(p: Param, rng: random.Random) -> Any:
     return round(value) if p.kind == "int" else value
 
 
+def rl_config(values: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` (an rl_config) with a configuration's ``config.rl_config.*`` values."""
+    config = {**template, "policy_kwargs": dict(template.get("policy_kwargs", {}))}
+    net = list(config["policy_kwargs"].get("net_arch", [64, 64]))
+    for name, value in values.items():
+        key = name.removeprefix("config.rl_config.")
+        if key.startswith("policy_kwargs.net_arch:"):
+            net[int(key.rsplit(":", 1)[1])] = value
+        elif key.startswith("policy_kwargs."):
+            config["policy_kwargs"][key.split(".", 1)[1]] = value
+        elif name.startswith("config.rl_config."):
+            config[key] = value
+    config["policy_kwargs"]["net_arch"] = net
+    return config
+
+
 def expected_seconds(
     algo: str,
     space: Sequence[Param],
@@ -64,20 +80,10 @@ def expected_seconds(
 ) -> tuple[float, float]:
     """(mean, 95th percentile) of modelled training seconds over the space, drawn uniformly."""
     rng = random.Random(seed)
-    times = []
-    for _ in range(draws):
-        config = {**template, "policy_kwargs": dict(template.get("policy_kwargs", {}))}
-        net = list(config["policy_kwargs"].get("net_arch", [64, 64]))
-        for p in space:
-            value = draw(p, rng)
-            key = p.name.removeprefix("config.rl_config.")
-            if key.startswith("policy_kwargs.net_arch:"):
-                net[int(key.rsplit(":", 1)[1])] = value
-            elif key.startswith("policy_kwargs."):
-                config["policy_kwargs"][key.split(".", 1)[1]] = value
-            elif p.name.startswith("config.rl_config."):
-                config[key] = value
-        config["policy_kwargs"]["net_arch"] = net
-        times.append(training_seconds(algo, config, budget, n_envs))
-    times.sort()
+    times = sorted(
+        training_seconds(
+            algo, rl_config({p.name: draw(p, rng) for p in space}, template), budget, n_envs
+        )
+        for _ in range(draws)
+    )
     return statistics.fmean(times), times[int(0.95 * (len(times) - 1))]

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import statistics
-import sys
 from pathlib import Path
 
 from rl_relay.job.state_file import read_state
@@ -32,9 +31,9 @@ from rl_relay.metrics import DEFAULT_REWARD_COLUMN, EVAL_MEAN_REWARD
 from rl_relay.report.files import read_csv_rows
 
 from . import REPO
-from .cost import draw, training_seconds
+from .cost import draw, rl_config, training_seconds
 from .outcome import progress_env_steps
-from .runs import Env, start
+from .runs import Env, start_job
 from .space import space_of
 
 SETTINGS = REPO / "hp_optim" / "hp_optim_ppo_zoo_space.json"
@@ -48,11 +47,7 @@ def pool(n: int, max_seconds: float, budget: int, seed: int = 0) -> list[dict]:
     space, rng, out = space_of(settings), random.Random(seed), []
     while len(out) < n:
         values = {p.name: draw(p, rng) for p in space}
-        config = {k.removeprefix("config.rl_config."): v for k, v in values.items()}
-        config["policy_kwargs"] = {
-            "net_arch": [config["policy_kwargs.net_arch:0"], config["policy_kwargs.net_arch:1"]]
-        }
-        if training_seconds("ppo", config, budget, 8) <= max_seconds:
+        if training_seconds("ppo", rl_config(values, {}), budget, 8) <= max_seconds:
             out.append(values)
     return out
 
@@ -76,11 +71,9 @@ def train(configs: list[dict], args: argparse.Namespace) -> None:
             "reward_column": EVAL_MEAN_REWARD,
             "working_dir": str(wd),
         }
-        (wd / "params.json").write_text(json.dumps(params))
         if len(running) == len(cpus[:2]):
             running.pop(0).wait()
-        cmd = [sys.executable, str(REPO / "wrappers/run_learning.py"), str(wd / "params.json")]
-        running.append(start(cmd, REPO, None, env, cpus[i % min(2, len(cpus))]))
+        running.append(start_job(params, env, cpus[i % min(2, len(cpus))]))
         print(f"config {i}: {values}", flush=True)
     for proc in running:
         proc.wait()

@@ -69,12 +69,9 @@ class Method:
     runs_per_job: int | None = None
     top: int = 0
     reruns: int = 0
-    #: ``~ce``: every job evaluated on the same episodes (``eval_seed``), as the zoo's trials
-    shared_episodes: bool = False
-    #: ``~free``: ask only when a worker is free, so every ask has all finished results
-    ask_when_free: bool = False
-    #: ``~late``: score the mean of the evaluations over the end of the training
-    late_window: bool = False
+    shared_episodes: bool = False  # ~ce
+    ask_when_free: bool = False  # ~free
+    late_window: bool = False  # ~late
 
     @property
     def picks(self) -> bool:

@@ -138,14 +138,17 @@ def job_rewards(working_dir: Path) -> list[float]:
     return read_state(JobPaths(working_dir).state).rewards()
 
 
+def _choice(row: Mapping[str, str], space: Sequence[Param]) -> dict[str, Any]:
+    return {p.name: p.coerce(row[p.name]) for p in space}
+
+
 def read_best_job(all_data: Path, space: Sequence[Param], metric: str) -> tuple[float, dict]:
     """(the metric, the overrides) of the best job in cluster_utils' ``all_data.csv``."""
     with open(all_data, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get(metric) not in ("", None, "nan")]
     if not rows:
         raise ValueError(f"{all_data}: no job reported {metric}")
-    best = rows[0]  # cluster_utils writes it best first
-    return float(best[metric]), {p.name: p.coerce(best[p.name]) for p in space}
+    return float(rows[0][metric]), _choice(rows[0], space)  # cluster_utils writes it best first
 
 
 def read_pick(summary: Path, space: Sequence[Param]) -> tuple[float, dict]:
@@ -157,4 +160,4 @@ def read_pick(summary: Path, space: Sequence[Param]) -> tuple[float, dict]:
     if not rows:
         raise ValueError(f"{summary}: no configuration has a finished re-evaluation run")
     best = max(rows, key=lambda r: float(r["reevaluated_mean"]))
-    return float(best["reevaluated_mean"]), {p.name: p.coerce(best[p.name]) for p in space}
+    return float(best["reevaluated_mean"]), _choice(best, space)

@@ -154,23 +154,9 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-CSV_COLUMNS = (
-    "task",
-    "method",
-    "method_name",
-    "repeat",
-    "status",
-    "detail",
-    "trials",
-    "env_steps",
-    "wall_seconds",
-    "estimate",
-    "reeval_mean",
-    "reeval_ci95",
-    "reeval_rewards",
-    "reeval_env_steps",
-    "overrides",
-)
+CSV_COLUMNS = ("task", "method", "method_name", "repeat", "status", "detail", "trials", "env_steps",
+               "wall_seconds", "estimate", "reeval_mean", "reeval_ci95", "reeval_rewards",
+               "reeval_env_steps", "overrides")  # fmt: skip
 
 
 def write_csv(path: Path, outcomes: Sequence[Outcome]) -> None:
@@ -231,25 +217,12 @@ def plot(outcomes: list[Outcome], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.6 * max(3, len(methods)) + 1, 4.5))
     for x, method in enumerate(methods):
         mine = [o for o in outcomes if o.method == method and o.status == "ok"]
-        for j, o in enumerate(mine):
-            mean, half = t_interval(o.reeval_rewards)
-            dx = (j - (len(mine) - 1) / 2) * 0.12
-            ax.errorbar(
-                x + dx,
-                mean,
-                yerr=0 if math.isnan(half) else half,
-                fmt="o",
-                color="C0",
-                capsize=3,
-                label="re-evaluated (95% CI)" if x == j == 0 else None,
-            )
-            ax.plot(
-                x + dx,
-                o.estimate,
-                "x",
-                color="0.5",
-                label="search's own estimate" if x == j == 0 else None,
-            )
+        xs = [x + (j - (len(mine) - 1) / 2) * 0.12 for j in range(len(mine))]
+        means, halves = zip(*(t_interval(o.reeval_rewards) for o in mine), strict=True)
+        yerr = [0 if math.isnan(h) else h for h in halves]
+        legend = ("re-evaluated (95% CI)", "search's own estimate") if x == 0 else (None, None)
+        ax.errorbar(xs, means, yerr=yerr, fmt="o", color="C0", capsize=3, label=legend[0])
+        ax.plot(xs, [o.estimate for o in mine], "x", color="0.5", label=legend[1])
     names = ["\n".join(textwrap.wrap(label(m), 18, break_on_hyphens=False)) for m in methods]
     ax.set_xticks(range(len(methods)), names, fontsize=7)
     ax.set_ylabel("mean episode return (deterministic)")

@@ -164,6 +164,17 @@ def start(
         )
 
 
+def start_job(
+    params: dict[str, Any], env: Env, cpu: int, log: str | None = None
+) -> subprocess.Popen:
+    """rl-relay's job runner by hand (``wrappers/run_learning.py params.json``) in the
+    parameters' ``working_dir``, pinned to ``cpu``; its output to ``log`` there (or none)."""
+    wd = Path(params["working_dir"])
+    (wd / "params.json").write_text(json.dumps(params, indent=2))
+    cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(wd / "params.json")]
+    return start(cmd, REPO, wd / log if log else None, env, cpu)
+
+
 def tail(log: Path, lines: int = 12) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
@@ -195,45 +206,28 @@ def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
     """rl_zoo3's Optuna TPE search on the shared space (or its own, for zoo-native)."""
     outcome = Outcome(s.task, method, s.repeat)
     native = method == "zoo-native"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.hpo_quality.zoo",
-        "--space",
-        str(s.space_file),
-        *(["--native"] if native else []),
-        "--",
-        "--algo",
-        s.algo,
-        "--env",
-        s.env_id,
-        "-optimize",
-        "--n-trials",
-        str(s.trials),
-        "--n-jobs",
-        str(s.workers),
-        "--sampler",
-        "tpe",
-        "--pruner",
-        ZOO_METHODS[method],
-        "-n",
-        str(s.budget),
-        "--eval-episodes",
-        str(s.eval_episodes),
-        "--seed",
-        str(s.seed),
-        "--num-threads",
-        "1",
-        "--device",
-        "cpu",
-        "-f",
-        str(work / "logs"),
-        "--no-optim-plots",
-    ]
-    if method == "zoo-median":
-        cmd += ["--n-evaluations", "4"]  # one evaluation (the default at 10k) prunes nothing
+    options = {
+        "--algo": s.algo,
+        "--env": s.env_id,
+        "--n-trials": s.trials,
+        "--n-jobs": s.workers,
+        "--sampler": "tpe",
+        "--pruner": ZOO_METHODS[method],
+        "-n": s.budget,
+        "--eval-episodes": s.eval_episodes,
+        "--seed": s.seed,
+        "--num-threads": 1,
+        "--device": "cpu",
+        "-f": work / "logs",
+        # one evaluation (the default at 10k) prunes nothing
+        **({"--n-evaluations": 4} if method == "zoo-median" else {}),
+    }
+    zoo = ["--space", str(s.space_file), *(["--native"] if native else []), "--", "-optimize"]
+    zoo += ["--no-optim-plots", *(str(x) for item in options.items() for x in item)]
     started = time.perf_counter()
-    code = start(cmd, work, work / "search.log", env).wait()
+    code = start(
+        [sys.executable, "-m", "bench.hpo_quality.zoo", *zoo], work, work / "search.log", env
+    ).wait()
     outcome.wall_seconds = time.perf_counter() - started
     reports = sorted((work / "logs" / s.algo).glob("report_*.csv"))
     if code != 0 or not reports:
@@ -331,18 +325,8 @@ def pick(
     The re-runs are part of the search's budget: their jobs and env steps count, and the
     search's estimate becomes the chosen configuration's re-evaluated mean.
     """
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from rl_relay.cli import main; sys.exit(main(sys.argv[1:]))",
-        "reevaluate",
-        str(results.root),
-        "--top",
-        str(m.top),
-        "--runs",
-        str(m.reruns),
-        "--local",
-    ]
+    reevaluate = ["reevaluate", str(results.root), "--top", str(m.top), "--runs", str(m.reruns)]
+    cmd = [sys.executable, "-m", "rl_relay.cli", *reevaluate, "--local"]
     code = start(cmd, REPO, work / "pick.log", env).wait()
     summary = results.reevaluation_summary
     if code != 0 or not summary.exists():
@@ -380,9 +364,9 @@ def reeval_params(
 def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, base: int) -> None:
     """Train the chosen configuration with ``seeds`` fresh seeds at the full budget.
 
-    rl-relay's job runner by hand (``wrappers/run_learning.py params.json``), split over the
-    workers, each pinned to one CPU; worker w uses base seed ``base + w``, so every method's
-    choice is re-evaluated on the same seeds, none of which a search used.
+    rl-relay's job runner (``start_job``), split over the workers, each pinned to one CPU;
+    worker w uses base seed ``base + w``, so every method's choice is re-evaluated on the
+    same seeds, none of which a search used.
     """
     shares = [seeds // s.workers + (w < seeds % s.workers) for w in range(s.workers)]
     cpus = sorted(os.sched_getaffinity(0))
@@ -393,9 +377,7 @@ def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, ba
             shutil.rmtree(wd)  # an interrupted re-evaluation starts over
         wd.mkdir(parents=True)
         params = reeval_params(s, outcome.overrides, runs, base + w, wd)
-        (wd / "params.json").write_text(json.dumps(params, indent=2))
-        cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(wd / "params.json")]
-        procs.append((wd, start(cmd, REPO, wd / "reeval.log", env, cpus[w % len(cpus)])))
+        procs.append((wd, start_job(params, env, cpus[w % len(cpus)], "reeval.log")))
     failures = []
     for wd, proc in procs:
         code = proc.wait()
