@@ -57,35 +57,15 @@ class RecordingTrial:
 
 
 def outcomes() -> list[Outcome]:
+    """Two zoo searches, a cem one and a dgd one that could not run."""
+
+    def done(method, repeat, env_steps, wall, estimate, rewards, trials=0) -> Outcome:
+        return Outcome("cartpole", method, repeat, trials=trials, env_steps=env_steps,
+                       wall_seconds=wall, estimate=estimate, reeval_rewards=rewards)  # fmt: skip
+
     return [
-        Outcome(
-            "cartpole",
-            "zoo",
-            0,
-            trials=16,
-            env_steps=200_000,
-            wall_seconds=100.0,
-            estimate=500.0,
-            reeval_rewards=[300.0, 320.0],
-        ),
-        Outcome(
-            "cartpole",
-            "zoo",
-            1,
-            trials=16,
-            env_steps=180_000,
-            wall_seconds=120.0,
-            estimate=480.0,
-            reeval_rewards=[100.0, 140.0],
-        ),
-        Outcome(
-            "cartpole",
-            "cem",
-            0,
-            estimate=450.0,
-            reeval_rewards=[400.0, 420.0],
-            env_steps=160_000,
-            wall_seconds=90.0,
-        ),
+        done("zoo", 0, 200_000, 100.0, 500.0, [300.0, 320.0], trials=16),
+        done("zoo", 1, 180_000, 120.0, 480.0, [100.0, 140.0], trials=16),
+        done("cem", 0, 160_000, 90.0, 450.0, [400.0, 420.0]),
         Outcome("cartpole", "dgd", 0, status="missing", detail="optimizer 'dgd' is not here"),
     ]
