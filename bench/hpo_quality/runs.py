@@ -21,6 +21,7 @@ from typing import Any
 
 from rl_relay.layout import WORKING_DIRS, ResultsPaths
 from rl_relay.metrics import EVAL_MEAN_REWARD, MEAN_REWARD
+from rl_relay.reevaluate.stats import EVAL_SEED_PARAM
 
 from . import REPO
 from .methods import NOT_COMPARED, RL_RELAY_METHODS, ZOO_METHODS, Method, parse_method
@@ -272,7 +273,7 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         }
     )
     if m.shared_episodes:  # the zoo evaluates every trial on an env seeded with its --seed
-        settings["fixed_params"]["config.rl_common_config.eval_seed"] = s.seed
+        settings["fixed_params"][EVAL_SEED_PARAM] = s.seed
     if m.late_window:
         settings["fixed_params"].update(
             {"config.rl_common_config.evaluations": LATE_EVALUATIONS, "reward_window": LATE_WINDOW}
@@ -350,7 +351,7 @@ def reeval_params(
         "config.config_templates": templates,
         "config.rl_common_config.total_timesteps": s.budget,
         "config.rl_common_config.eval_episodes": s.eval_episodes,
-        "config.rl_common_config.eval_seed": None,  # episodes of each re-evaluation seed
+        EVAL_SEED_PARAM: None,  # episodes of each re-evaluation seed
         **overrides,
         "learning_runs_per_job": runs,
         "max_attempts": 2,
