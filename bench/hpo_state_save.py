@@ -23,7 +23,9 @@ sys.path.insert(0, str(REPO / "src"))
 from cluster_utils.hp_optimization import get_distribution  # noqa: E402
 from cluster_utils.server.job import Job  # noqa: E402
 
-from rl_relay.hpo.patches import ContinuableMetaoptimizer  # noqa: E402
+from rl_relay.hpo.patches.cem_continue import ContinuableMetaoptimizer  # noqa: E402
+from rl_relay.layout import STATUS_PICKLE, WORKING_DIRS  # noqa: E402
+from rl_relay.metrics import MEAN_REWARD, STD_REWARD, TIME_ELAPSED  # noqa: E402
 from rl_relay.optimizers.genetic import GeneticOptimizer  # noqa: E402
 from rl_relay.optimizers.persist import save_state  # noqa: E402
 
@@ -51,13 +53,13 @@ FIXED = {"learning_runs_per_job": 2, "config": {"config_templates": "./hp_optim/
 def optimizer_with(cls: type, results: int, **settings: object) -> object:
     optimizer = cls(
         optimized_params=[get_distribution(**dict(p)) for p in PARAMS],
-        metric_to_optimize="mean_eprewmean",
+        metric_to_optimize=MEAN_REWARD,
         minimize=False,
         report_hooks=None,
         number_of_samples=results,
         **settings,
     )
-    paths = {"current_result_dir": "/results/working_directories"}
+    paths = {"current_result_dir": f"/results/{WORKING_DIRS}"}
     for i in range(results):
         job = Job(
             id=i, settings=optimizer.ask(), other_params=FIXED, paths=paths, iteration=1,
@@ -65,7 +67,7 @@ def optimizer_with(cls: type, results: int, **settings: object) -> object:
             singularity_settings=None,
         )  # fmt: skip
         job.final_settings = job.generate_final_setting(paths)
-        job.metrics = {"mean_eprewmean": float(i % 17), "std_eprewmean": 1.0, "time_elapsed": 9.0}
+        job.metrics = {MEAN_REWARD: float(i % 17), STD_REWARD: 1.0, TIME_ELAPSED: 9.0}
         job.set_results()
         optimizer.tell([job])
     return optimizer
@@ -92,7 +94,7 @@ def main() -> None:
                     start = time.perf_counter()
                     save_state(optimizer, tmp)
                     times.append(time.perf_counter() - start)
-                size = (Path(tmp) / "status.pickle").stat().st_size / 1024
+                size = (Path(tmp) / STATUS_PICKLE).stat().st_size / 1024
             print(f"{name:<18}{results:>8}{1000 * statistics.median(times):>20.1f}{size:>20.1f}")
 
 

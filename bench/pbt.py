@@ -32,8 +32,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from rl_relay.layout import ResultsPaths  # noqa: E402
+from rl_relay.metrics import DEFAULT_REWARD_COLUMN as THRESHOLD_COLUMN  # noqa: E402
+from rl_relay.pbt.records import read_records  # noqa: E402
+
 SETTINGS = REPO / "hp_optim" / "hp_optim_ppo_pbt.json"
-THRESHOLD_COLUMN = "rollout/ep_rew_mean"
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -73,7 +78,7 @@ def search(method: str, seed: int, args: argparse.Namespace, root: Path) -> dict
     )
     settings_file = root / f"{name}.json"
     settings_file.write_text(json.dumps(settings))
-    results = root / name
+    results = ResultsPaths(root / name)
     log = root / f"{name}.log"
     start = time.perf_counter()
     rl_relay = [sys.executable, "-m", "rl_relay.cli"]
@@ -83,7 +88,7 @@ def search(method: str, seed: int, args: argparse.Namespace, root: Path) -> dict
         [
             *rl_relay,
             "reevaluate",
-            str(results),
+            str(results.root),
             "--top",
             "1",
             "--runs",
@@ -92,7 +97,7 @@ def search(method: str, seed: int, args: argparse.Namespace, root: Path) -> dict
         ],
         log,
     )
-    with open(results / "reevaluation" / "summary.csv") as f:
+    with open(results.reevaluation_summary) as f:
         best = next(csv.DictReader(f))
     return {
         "method": method,
@@ -104,12 +109,12 @@ def search(method: str, seed: int, args: argparse.Namespace, root: Path) -> dict
     }
 
 
-def steps_to_threshold(results: Path, args: argparse.Namespace) -> int | None:
+def steps_to_threshold(results: ResultsPaths, args: argparse.Namespace) -> int | None:
     """Population env steps at the first boundary where a member's score reached it."""
     reached = [
-        record["boundary"]
-        for record in (json.loads(p.read_text()) for p in (results / "population").glob("record_*"))
-        if record.get("score") is not None and record["score"] >= args.threshold
+        r.boundary
+        for r in read_records(results.population)
+        if r.score is not None and r.score >= args.threshold
     ]
     return min(reached) * args.population * args.steps if reached else None
 

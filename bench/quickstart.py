@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from rl_relay.layout import JobPaths, ResultsPaths, StepPaths  # noqa: E402
+
 SETTINGS = REPO / "hp_optim" / "hp_optim_ppo_local.json"
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
 _START = re.compile(_STAMP + r"INFO: job started")
@@ -59,7 +63,10 @@ def job_process_seconds(log: Path) -> tuple[float, float]:
 def training_seconds(working_dir: Path) -> float:
     """SB3's time/time_elapsed at the end of every attempt's progress.csv, summed."""
     total = 0.0
-    for progress in working_dir.glob("run_*/logs/progress.csv"):
+    for _, step_dir in JobPaths(working_dir).step_dirs():
+        progress = StepPaths(step_dir).progress
+        if not progress.exists():
+            continue
         with open(progress, newline="") as f:
             values = [row.get("time/time_elapsed", "") for row in csv.DictReader(f)]
         values = [float(v) for v in values if v]
@@ -103,21 +110,21 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         wall = time.perf_counter() - start
-        results_dir = results / name
+        results_dir = ResultsPaths(results / name)
     else:
-        results_dir = args.results
-        meta = json.loads((results_dir / "metadata.json").read_text())
+        results_dir = ResultsPaths(args.results)
+        meta = json.loads(results_dir.metadata.read_text())
         started = dt.datetime.fromisoformat(str(meta.get("start_time", meta.get("time"))))
-        wall = (results_dir / "cluster_run.log").stat().st_mtime - started.timestamp()
-    working_dirs = [d for d in (results_dir / "working_directories").iterdir() if d.is_dir()]
+        wall = results_dir.server_log.stat().st_mtime - started.timestamp()
+    working_dirs = [d for d in results_dir.working_dirs.iterdir() if d.is_dir()]
     training = sum(training_seconds(d) for d in working_dirs)
     processes = attempts = 0.0
     for d in working_dirs:
-        p, a = job_process_seconds(d / "run_learning.log")
+        p, a = job_process_seconds(JobPaths(d).log)
         processes += p
         attempts += a
     per_slot = training / parallel
-    print(f"quick-start HPO: {len(working_dirs)} jobs, {parallel} in parallel ({results_dir})")
+    print(f"quick-start HPO: {len(working_dirs)} jobs, {parallel} in parallel ({results_dir.root})")
     print(f"  wall time                                   {wall:8.1f} s")
     print(f"  learner training / parallel jobs            {per_slot:8.1f} s")
     print(

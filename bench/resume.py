@@ -25,17 +25,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from rl_relay.job.templates import load_templates, write_configs  # noqa: E402
+from rl_relay.layout import StepPaths  # noqa: E402
 from rl_relay.learner import checkpoint  # noqa: E402
 from rl_relay.learner.algorithms import constructor_kwargs  # noqa: E402
 from rl_relay.learner.train import build_model, make_logger, train  # noqa: E402
 
 
 def defaults(index: str, tmp: Path, steps: int) -> dict:
-    main = json.loads((REPO / "hp_optim" / index).read_text())
-    configs = {
-        k: json.loads((REPO / "hp_optim" / v).resolve().read_text()) for k, v in main.items()
-    }
-    configs["rl_config"].update(save_path=str(tmp / "model"), log_path=str(tmp / "logs"))
+    """The index's default configs, training ``steps`` into ``tmp`` (laid out as a step)."""
+    configs = load_templates(REPO / "hp_optim" / index).documents
+    step = StepPaths(tmp)
+    configs["rl_config"].update(save_path=str(step.save_path), log_path=str(step.log_dir))
     configs["rl_common_config"].update(total_timesteps=steps, eval_episodes=0)
     return configs
 
@@ -45,13 +46,14 @@ def checkpoint_costs(index: str, steps: int, repeats: int) -> str:
         tmp = Path(name)
         configs = defaults(index, tmp, steps)
         train(configs, [], cpus=1)
+        save_path = configs["rl_config"]["save_path"]
         saves, loads = [], []
         for _ in range(repeats):
-            restored = checkpoint.load(str(tmp / "model"))
+            restored = checkpoint.load(save_path)
             loads.append(restored.load_seconds)
             restored.model.set_logger(make_logger(str(tmp / "logs2"), ["csv"]))
-            saves.append(checkpoint.save(restored.model, str(tmp / "model"))["save_seconds"])
-        size = checkpoint.read_info(str(tmp / "model"))["checkpoint_bytes"]
+            saves.append(checkpoint.save(restored.model, save_path)["save_seconds"])
+        size = checkpoint.read_info(save_path)["checkpoint_bytes"]
     algo = configs["rl_config"]["algorithm"]
     return (
         f"  {algo} {configs['env_config']['id']:<14} checkpoint {size / 1e6:7.2f} MB"
@@ -74,7 +76,7 @@ def throughput(steps: int, repeats: int) -> str:
             configs = defaults("config_templates_ppo.json", Path(name), steps)
             configs["rl_common_config"]["seed"] = i
             model = build_model(configs, cpus=1)
-            model.set_logger(make_logger(name + "/logs", ["csv"]))
+            model.set_logger(make_logger(configs["rl_config"]["log_path"], ["csv"]))
             model.relay_horizon = steps
             start = time.perf_counter()
             model.learn(
@@ -99,15 +101,10 @@ def throughput(steps: int, repeats: int) -> str:
 
 
 def learner_process(configs: dict, tmp: Path, cpu: str | None) -> subprocess.Popen:
-    tmp.mkdir(parents=True, exist_ok=True)
+    step = StepPaths(tmp)
     configs = json.loads(json.dumps(configs))
-    configs["rl_config"].update(save_path=str(tmp / "model"), log_path=str(tmp / "logs"))
-    main = {}
-    for kind, doc in configs.items():
-        (tmp / f"{kind}.json").write_text(json.dumps(doc))
-        main[kind] = str(tmp / f"{kind}.json")
-    (tmp / "config.json").write_text(json.dumps(main))
-    cmd = [sys.executable, "-m", "rl_relay.learner", str(tmp / "config.json")]
+    configs["rl_config"].update(save_path=str(step.save_path), log_path=str(step.log_dir))
+    cmd = [sys.executable, "-m", "rl_relay.learner", str(write_configs(step, configs))]
     if cpu is not None:
         cmd = ["taskset", "--cpu-list", cpu, *cmd]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
@@ -117,7 +114,7 @@ def learner_process(configs: dict, tmp: Path, cpu: str | None) -> subprocess.Pop
 def final_fps(tmp: Path) -> float:
     import csv
 
-    with open(tmp / "logs" / "progress.csv") as f:
+    with open(StepPaths(tmp).progress) as f:
         values = [r["time/fps"] for r in csv.DictReader(f) if r.get("time/fps")]
     return float(values[-1])
 

@@ -18,11 +18,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NOOP_LEARNER = """\
+sys.path.insert(0, str(REPO / "src"))
+
+from rl_relay.layout import PROGRESS_FILE, JobPaths  # noqa: E402
+from rl_relay.metrics import DEFAULT_REWARD_COLUMN  # noqa: E402
+
+NOOP_LEARNER = f"""\
 import json, os, sys
 rl = json.load(open(json.load(open(sys.argv[-1]))["rl_config"]))
 os.makedirs(rl["log_path"], exist_ok=True)
-open(os.path.join(rl["log_path"], "progress.csv"), "w").write("rollout/ep_rew_mean\\n1.0\\n")
+open(os.path.join(rl["log_path"], "{PROGRESS_FILE}"), "w").write("{DEFAULT_REWARD_COLUMN}\\n1.0\\n")
 """
 
 
@@ -63,7 +68,7 @@ def main() -> None:
 
         # the bare command needs a config to read: reuse one a job wrote
         subprocess.run(job(1, -1), cwd=tmp, check=True, capture_output=True)
-        bare_cmd = [*command, str(tmp / "wd_1_-1" / "run_0.0-0" / "config.json")]
+        bare_cmd = [*command, str(JobPaths(tmp / "wd_1_-1").step(0, 0, 0).main_config)]
         bare = statistics.median(timed(bare_cmd, tmp) for _ in range(args.repeats))
         one = statistics.median(timed(job(1, i), tmp) for i in range(args.repeats))
         many = statistics.median(timed(job(args.runs, 100 + i), tmp) for i in range(args.repeats))

@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rl_relay.job.state import Plan, State, StateError, derive_seed, new_state
-from rl_relay.job.state_file import load_state, save_state, state_from_dict, state_to_dict
+from rl_relay.job.state_file import (
+    load_state,
+    read_state,
+    save_state,
+    state_from_dict,
+    state_to_dict,
+)
 
 PLAN = Plan(runs=2, iterations=3, max_attempts=2, base_seed=0)
 
@@ -97,6 +103,15 @@ def test_round_trip_through_json(tmp_path: Path) -> None:
     state = state.preempted(state.next_step(), "/c")
     save_state(tmp_path / "restarts.json", state)
     assert load_state(tmp_path / "restarts.json", PLAN) == state
+
+
+def test_read_state_gives_the_saved_state_as_it_stands(tmp_path: Path) -> None:
+    state = new_state(PLAN)
+    state = state.succeeded(state.next_step(), "/m", "")
+    save_state(tmp_path / "restarts.json", state)
+    assert read_state(tmp_path / "restarts.json") == state  # no plan needed to read it
+    with pytest.raises(StateError, match="missing.json cannot be read"):
+        read_state(tmp_path / "missing.json")
 
 
 def test_corrupt_unknown_version_and_changed_settings_are_clear_errors(tmp_path: Path) -> None:

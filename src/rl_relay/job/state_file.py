@@ -104,6 +104,21 @@ def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list
     return lines
 
 
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StateError(
+            f"{path} cannot be read ({err}); move it away to start the job over"
+        ) from None
+
+
+def read_state(path: Path) -> State:
+    """The state saved in ``path`` as it stands, for readers that do not run the job (the
+    benchmarks): nothing to check it against. StateError when it is missing or unusable."""
+    return state_from_dict(_read(path), str(path))
+
+
 def load_state(path: Path, plan: Plan, identity: dict[str, Any] | None = None) -> State:
     """The saved state of this job, or a new one if none was saved yet.
 
@@ -116,13 +131,7 @@ def load_state(path: Path, plan: Plan, identity: dict[str, Any] | None = None) -
     identity = dict(identity or {})
     if not path.exists():
         return new_state(plan, identity)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StateError(
-            f"{path} cannot be read ({err}); move it away to start the job over"
-        ) from None
-    state = state_from_dict(data, str(path), plan, identity)
+    state = state_from_dict(_read(path), str(path), plan, identity)
     saved = state.plan
     for name, setting in _FIXED_PLAN.items():
         if getattr(saved, name) != getattr(plan, name):

@@ -64,14 +64,49 @@ class Evaluated:
         return statistics.stdev(self.rewards) if len(self.rewards) > 1 else math.nan
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
-        """Confidence interval of the mean (Student's t over the runs)."""
-        if len(self.rewards) < 2:
-            return (math.nan, math.nan)
-        from scipy.stats import t
+        """Confidence interval of the mean (Student's t over the runs); nan below 2 runs."""
+        mean, half = t_interval(self.rewards, confidence)
+        return (mean - half, mean + half)
 
-        half = t.ppf(0.5 + confidence / 2, len(self.rewards) - 1) * self.std
-        half /= math.sqrt(len(self.rewards))
-        return (self.mean - half, self.mean + half)
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """(mean, half width of the two-sided Student-t interval of the mean).
+
+    The mean is nan without values, the half width nan below 2 of them. Over paired
+    differences (two methods on the same seeds) it is the paired t interval.
+    """
+    if not values:
+        return math.nan, math.nan
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    from scipy.stats import t
+
+    n = len(values)
+    return mean, float(t.ppf(0.5 + confidence / 2, n - 1) * statistics.stdev(values) / math.sqrt(n))
+
+
+def welch_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """(mean(a) - mean(b), half width of Welch's t interval of that difference).
+
+    Welch's interval does not assume equal variances (scipy's ``ttest_ind(a, b,
+    equal_var=False).confidence_interval``). The difference is nan when a side is empty, the
+    half width nan when a side has fewer than 2 values, and 0 when neither side varies.
+    """
+    if not a or not b:
+        return math.nan, math.nan
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return diff, 0.0
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    from scipy.stats import t
+
+    return diff, float(t.ppf(0.5 + confidence / 2, dof) * math.sqrt(va + vb))
 
 
 def choose(

@@ -12,8 +12,8 @@ so ``search-runs / R`` configurations) picks its best configuration, which is sc
 seeds the search did not use. Prints the mean score of the picked configurations and how
 often the pick is in the pool's best quarter.
 
-    python bench/hpo_quality_luck.py --out /tmp/luck            # train, evaluate, simulate
-    python bench/hpo_quality_luck.py --out /tmp/luck --simulate # simulate from the saved data
+    python -m bench.hpo_quality.luck --out /tmp/luck            # train, evaluate, simulate
+    python -m bench.hpo_quality.luck --out /tmp/luck --simulate # simulate from the saved data
 """
 
 from __future__ import annotations
@@ -23,19 +23,18 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-sys.path[:0] = [
-    str(Path(__file__).resolve().parent),
-    str(Path(__file__).resolve().parents[1] / "src"),
-]
+from rl_relay.job.state_file import read_state
+from rl_relay.layout import JobPaths, StepPaths
+from rl_relay.metrics import DEFAULT_REWARD_COLUMN, EVAL_MEAN_REWARD
+from rl_relay.report.files import read_csv_rows
 
-from hpo_quality_cost import draw, training_seconds  # noqa: E402
-from hpo_quality_lib import progress_env_steps  # noqa: E402
-from hpo_quality_runs import REPO, Env  # noqa: E402
-from hpo_quality_space import space_of  # noqa: E402
+from . import REPO
+from .cost import draw, rl_config, training_seconds
+from .outcome import progress_env_steps
+from .runs import Env, start_job
+from .space import space_of
 
 SETTINGS = REPO / "hp_optim" / "hp_optim_ppo_zoo_space.json"
 TRAIN_SEED = 555
@@ -48,11 +47,7 @@ def pool(n: int, max_seconds: float, budget: int, seed: int = 0) -> list[dict]:
     space, rng, out = space_of(settings), random.Random(seed), []
     while len(out) < n:
         values = {p.name: draw(p, rng) for p in space}
-        config = {k.removeprefix("config.rl_config."): v for k, v in values.items()}
-        config["policy_kwargs"] = {
-            "net_arch": [config["policy_kwargs.net_arch:0"], config["policy_kwargs.net_arch:1"]]
-        }
-        if training_seconds("ppo", config, budget, 8) <= max_seconds:
+        if training_seconds("ppo", rl_config(values, {}), budget, 8) <= max_seconds:
             out.append(values)
     return out
 
@@ -62,9 +57,8 @@ def train(configs: list[dict], args: argparse.Namespace) -> None:
     env, cpus, running = Env.current(), sorted(os.sched_getaffinity(0)), []
     for i, values in enumerate(configs):
         wd = args.out / f"c{i}"
-        if (wd / "restarts.json").exists() and json.loads((wd / "restarts.json").read_text())[
-            "runs"
-        ][-1].get("done"):
+        state = JobPaths(wd).state
+        if state.exists() and read_state(state).runs[-1].done:
             continue
         wd.mkdir(parents=True, exist_ok=True)
         params = {
@@ -74,62 +68,48 @@ def train(configs: list[dict], args: argparse.Namespace) -> None:
             **values,
             "learning_runs_per_job": args.seeds,
             "seed": TRAIN_SEED,
-            "reward_column": "eval/mean_reward",
+            "reward_column": EVAL_MEAN_REWARD,
             "working_dir": str(wd),
         }
-        (wd / "params.json").write_text(json.dumps(params))
         if len(running) == len(cpus[:2]):
             running.pop(0).wait()
-        cpu = cpus[i % min(2, len(cpus))]
-        running.append(
-            subprocess.Popen(
-                [sys.executable, str(REPO / "wrappers/run_learning.py"), str(wd / "params.json")],
-                env=env.variables,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c}),
-            )
-        )
+        running.append(start_job(params, env, cpus[i % min(2, len(cpus))]))
         print(f"config {i}: {values}", flush=True)
     for proc in running:
         proc.wait()
 
 
-def _last(rows: list[dict], column: str) -> float:
-    return [float(r[column]) for r in rows if r.get(column)][-1]
+def _last(header: list[str], rows: list[list[str]], column: str) -> float:
+    return [float(r[header.index(column)]) for r in rows if r[header.index(column)]][-1]
 
 
 def evaluate(args: argparse.Namespace, n: int) -> list[list[dict]]:
     """Per configuration, per seed: rollout/ep_rew_mean, eval/mean_reward, episode returns."""
-    import csv
-
     import gymnasium as gym
     from stable_baselines3 import PPO
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rl_relay.layout import JobPaths
-
     data = []
     for i in range(n):
         runs = {}
-        for (run, _it, _attempt), step in JobPaths(args.out / f"c{i}").step_dirs():
-            if not (step / "model.zip").exists():
+        for (run, _it, _attempt), step_dir in JobPaths(args.out / f"c{i}").step_dirs():
+            step = StepPaths(step_dir)
+            if not step.model_zip.exists():
                 continue
-            with open(step / "logs" / "progress.csv", newline="") as f:
-                rows = list(csv.DictReader(f))
+            header, rows = read_csv_rows(step.progress)
             venv = DummyVecEnv([lambda: Monitor(gym.make("CartPole-v1"))])
             venv.seed(EVAL_SEED + 1000 * i + run)
-            model = PPO.load(step / "model.zip", device="cpu")
+            model = PPO.load(step.model_zip, device="cpu")
             episodes, _ = evaluate_policy(
                 model, venv, args.episodes, deterministic=True, return_episode_rewards=True
             )
             runs[run] = {
-                "rollout": _last(rows, "rollout/ep_rew_mean"),
-                "eval10": _last(rows, "eval/mean_reward"),
+                "rollout": _last(header, rows, DEFAULT_REWARD_COLUMN),
+                "eval10": _last(header, rows, EVAL_MEAN_REWARD),
                 "episodes": [float(e) for e in episodes],
-                "env_steps": progress_env_steps(step / "logs" / "progress.csv"),
+                "env_steps": progress_env_steps(step.progress),
             }
         data.append([runs[r] for r in sorted(runs)])
     return data
@@ -162,17 +142,17 @@ def simulate(data: list[list[dict]], search_runs: int, draws: int = 4000, seed: 
     truth = [statistics.fmean(statistics.fmean(r["episodes"]) for r in d) for d in data]
     top = sorted(truth)[-max(1, len(data) // 4)]
     objectives = {
-        "eval/mean_reward, 5 episodes": lambda r: statistics.fmean(r["episodes"][:5]),
-        "eval/mean_reward, 10 episodes": lambda r: statistics.fmean(r["episodes"][:10]),
-        "eval/mean_reward, 30 episodes": lambda r: statistics.fmean(r["episodes"]),
-        "rollout/ep_rew_mean": lambda r: r["rollout"],
+        f"{EVAL_MEAN_REWARD}, 5 episodes": lambda r: statistics.fmean(r["episodes"][:5]),
+        f"{EVAL_MEAN_REWARD}, 10 episodes": lambda r: statistics.fmean(r["episodes"][:10]),
+        f"{EVAL_MEAN_REWARD}, 30 episodes": lambda r: statistics.fmean(r["episodes"]),
+        DEFAULT_REWARD_COLUMN: lambda r: r["rollout"],
     }
-    eval10 = objectives["eval/mean_reward, 10 episodes"]
+    eval10 = objectives[f"{EVAL_MEAN_REWARD}, 10 episodes"]
     second = max(1, search_runs // 4)
     everything = list(range(len(data)))
     good = sorted(everything, key=lambda c: -truth[c])[:search_runs]
     rules = [(name, obj, everything, r, 0) for name, obj in objectives.items() for r in (1, 2, 3)]
-    rules += [("eval/mean_reward, 10 episodes, two stages", eval10, everything, 1, second)]
+    rules += [(f"{EVAL_MEAN_REWARD}, 10 episodes, two stages", eval10, everything, 1, second)]
     rules += [("the same, among the pool's best", eval10, good, r, 0) for r in (1, 2)]
     print(
         f"pool: {len(data)} configurations x {seeds} seeds; truth: mean of the unused seeds'"

@@ -1,4 +1,5 @@
-"""The subprocesses of ``bench/hpo_quality.py``: one search per method, and the re-evaluation.
+"""Running the searches: rl-relay's and the zoo's, each in its own directory, and the
+re-evaluation of what each chose; which methods can run on this checkout.
 
 Every search and re-evaluation is a child process in its own directory; its output goes to
 a log file there, whose tail a failure reports.
@@ -6,6 +7,7 @@ a log file there, whose tail a failure reports.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -17,43 +19,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo_quality_lib import (
-    Method,
+from rl_relay.layout import WORKING_DIRS, ResultsPaths
+from rl_relay.metrics import EVAL_MEAN_REWARD, MEAN_REWARD
+from rl_relay.reevaluate.stats import EVAL_SEED_PARAM
+
+from . import REPO
+from .methods import NOT_COMPARED, RL_RELAY_METHODS, ZOO_METHODS, Method, parse_method
+from .outcome import (
     Outcome,
     job_env_steps,
     job_rewards,
-    parse_method,
     read_best_job,
     read_pick,
     read_zoo_report,
     zoo_overrides,
 )
-from hpo_quality_space import Param, discretize, fixed_overrides
+from .space import Param, discretize, fixed_overrides
 
-REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench"
-METRIC = "mean_eprewmean"
-#: rl-relay method -> cluster_utils optimizer_str (settings: ``optimizer_settings``)
-RL_RELAY_METHODS = {
-    "cem": "cem_metaoptimizer",
-    "twopointsde": "nevergrad",
-    "genetic": "genetic",
-    "dgd": "dgd",
-    "tpe": "tpe",
-    "pbt": "pbt",
-}
-#: Methods that exist but are not compared by this benchmark, and why (a row says so).
-NOT_COMPARED = {
-    "pbt": "a PBT result is a hyperparameter schedule for one longer training (a population"
-    " of chained iterations), not a configuration to re-train at the trials' budget; its"
-    " honest score is `rl-relay reevaluate` of the PBT run (docs/pbt.md)",
-}
-ZOO_METHODS = {"zoo": "none", "zoo-median": "median", "zoo-native": "none"}
 #: ``~late``: evaluations spread over each search training, and how many of the last ones
 #: score it (the re-evaluation scores the final one, as for every method)
 LATE_EVALUATIONS, LATE_WINDOW = 5, 3
 #: DGD searches ordered value lists: continuous parameters become grids of this many points.
 DGD_GRID_POINTS = 7
+#: rl_zoo3's ``--n-startup-trials`` default: random configurations before TPE guides
+ZOO_STARTUP_TRIALS = 10
 # Seeds the seeding of numpy/random in the server process: cluster_utils has no seed setting.
 _SEEDED = (
     "import random, sys, numpy; s = int(sys.argv.pop(1)); random.seed(s); numpy.random.seed(s);"
@@ -72,10 +61,6 @@ except ImportError:
     pass
 print(json.dumps({"hpo": hpo, "optimizers": sorted(optimizer_dict)}))
 """
-
-
-#: rl_zoo3's ``--n-startup-trials`` default: random configurations before TPE guides
-ZOO_STARTUP_TRIALS = 10
 
 
 def optimizer_settings(method: str, samples: int, seed: int, trials: int) -> dict[str, Any]:
@@ -103,7 +88,8 @@ def optimizer_settings(method: str, samples: int, seed: int, trials: int) -> dic
 
 @dataclass(frozen=True)
 class Env:
-    """What every child gets: the worktree's package first, the cluster_utils cache set."""
+    """What every child gets: this checkout's rl_relay and bench first, the cluster_utils
+    cache set."""
 
     variables: dict[str, str]
 
@@ -111,7 +97,7 @@ class Env:
     def current(cls) -> Env:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
+            filter(None, [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")])
         )
         cache = env.setdefault(
             "CLUSTER_UTILS_CACHE_DIR", str(Path.home() / ".cache" / "cluster_utils")
@@ -132,21 +118,62 @@ def probe(env: Env) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _run(cmd: Sequence[str], cwd: Path, log: Path, env: Env, cpu: int | None = None) -> int:
-    def pin() -> None:
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
+def availability(methods: list[str], env: Env) -> tuple[dict[str, tuple[str, str]], bool]:
+    """method -> ("", "") when it runs here, else (status, why); and whether `rl-relay hpo` exists.
 
-    with open(log, "w", encoding="utf-8") as out:
-        return subprocess.run(
+    A method whose optimiser is not on this checkout is "missing" and one the benchmark does
+    not compare (PBT) "skipped", each a row saying why; one the installed bench extra should
+    provide (rl_zoo3, optuna, nevergrad) is "failed", so that a broken setup fails the smoke
+    test instead of shrinking it.
+    """
+    found = probe(env)
+    fix = "not installed: pip install -c constraints.txt -e '.[bench]'"
+    state = {}
+    for method in methods:
+        m = parse_method(method).base
+        opt = RL_RELAY_METHODS.get(m, "")
+        needs = (
+            ["rl_zoo3", "optuna"]
+            if m in ZOO_METHODS
+            else {"nevergrad": ["nevergrad"], "tpe": ["optuna"]}.get(opt, [])
+        )
+        gone = [x for x in needs if importlib.util.find_spec(x) is None]
+        if m in NOT_COMPARED:
+            state[method] = ("skipped", NOT_COMPARED[m])
+        elif gone:
+            state[method] = ("failed", f"{', '.join(gone)} {fix}")
+        elif m in RL_RELAY_METHODS and opt not in found["optimizers"]:
+            state[method] = ("missing", f"optimizer {opt!r} is not on this checkout")
+        else:
+            state[method] = ("", "")
+    return state, bool(found["hpo"])
+
+
+def start(
+    cmd: Sequence[str], cwd: Path, log: Path | None, env: Env, cpu: int | None = None
+) -> subprocess.Popen:
+    """``cmd`` started in ``cwd``, its output to ``log`` (None: discarded), pinned to ``cpu``."""
+    with open(log or os.devnull, "w", encoding="utf-8") as out:
+        return subprocess.Popen(
             list(cmd),
             cwd=cwd,
             env=env.variables,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=pin if cpu is not None else None,
-        ).returncode
+            preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+        )
+
+
+def start_job(
+    params: dict[str, Any], env: Env, cpu: int, log: str | None = None
+) -> subprocess.Popen:
+    """rl-relay's job runner by hand (``wrappers/run_learning.py params.json``) in the
+    parameters' ``working_dir``, pinned to ``cpu``; its output to ``log`` there (or none)."""
+    wd = Path(params["working_dir"])
+    (wd / "params.json").write_text(json.dumps(params, indent=2))
+    cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(wd / "params.json")]
+    return start(cmd, REPO, wd / log if log else None, env, cpu)
 
 
 def tail(log: Path, lines: int = 12) -> str:
@@ -180,45 +207,29 @@ def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
     """rl_zoo3's Optuna TPE search on the shared space (or its own, for zoo-native)."""
     outcome = Outcome(s.task, method, s.repeat)
     native = method == "zoo-native"
-    cmd = [
-        sys.executable,
-        str(BENCH / "hpo_quality_zoo.py"),
-        "--space",
-        str(s.space_file),
-        *(["--native"] if native else []),
-        "--",
-        "--algo",
-        s.algo,
-        "--env",
-        s.env_id,
-        "-optimize",
-        "--n-trials",
-        str(s.trials),
-        "--n-jobs",
-        str(s.workers),
-        "--sampler",
-        "tpe",
-        "--pruner",
-        ZOO_METHODS[method],
-        "-n",
-        str(s.budget),
-        "--eval-episodes",
-        str(s.eval_episodes),
-        "--seed",
-        str(s.seed),
-        "--num-threads",
-        "1",
-        "--device",
-        "cpu",
-        "-f",
-        str(work / "logs"),
-        "--no-optim-plots",
-    ]
-    if method == "zoo-median":
-        cmd += ["--n-evaluations", "4"]  # one evaluation (the default at 10k) prunes nothing
-    start = time.perf_counter()
-    code = _run(cmd, work, work / "search.log", env)
-    outcome.wall_seconds = time.perf_counter() - start
+    options = {
+        "--algo": s.algo,
+        "--env": s.env_id,
+        "--n-trials": s.trials,
+        "--n-jobs": s.workers,
+        "--sampler": "tpe",
+        "--pruner": ZOO_METHODS[method],
+        "-n": s.budget,
+        "--eval-episodes": s.eval_episodes,
+        "--seed": s.seed,
+        "--num-threads": 1,
+        "--device": "cpu",
+        "-f": work / "logs",
+        # one evaluation (the default at 10k) prunes nothing
+        **({"--n-evaluations": 4} if method == "zoo-median" else {}),
+    }
+    zoo = ["--space", str(s.space_file), *(["--native"] if native else []), "--", "-optimize"]
+    zoo += ["--no-optim-plots", *(str(x) for item in options.items() for x in item)]
+    started = time.perf_counter()
+    code = start(
+        [sys.executable, "-m", "bench.hpo_quality.zoo", *zoo], work, work / "search.log", env
+    ).wait()
+    outcome.wall_seconds = time.perf_counter() - started
     reports = sorted((work / "logs" / s.algo).glob("report_*.csv"))
     if code != 0 or not reports:
         outcome.status, outcome.detail = "failed", f"exit {code}: {tail(work / 'search.log')}"
@@ -233,9 +244,8 @@ def zoo_search(s: Search, method: str, work: Path, env: Env) -> Outcome:
 def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> dict[str, Any]:
     """The settings file of one rl-relay search: the shared one with the benchmark's budget."""
     m = parse_method(method)
-    base = m.base
     settings = json.loads(json.dumps(s.settings))
-    if base == "dgd":
+    if m.base == "dgd":
         settings = discretize(settings, DGD_GRID_POINTS)
     # The same env-step budget as the zoo's; +KxM keeps K x M trainings for the re-runs.
     samples = max(1, (s.trials - m.pick_trainings) // s.runs_per_job)
@@ -243,7 +253,7 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         optimization_procedure_name=name,
         results_dir=str(results_dir),
         remove_working_dirs=False,
-        optimizer_str=RL_RELAY_METHODS[base],
+        optimizer_str=RL_RELAY_METHODS[m.base],
         optimizer_settings=optimizer_settings(method, samples, s.seed, s.trials),
         no_user_interaction=True,
     )
@@ -263,7 +273,7 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         }
     )
     if m.shared_episodes:  # the zoo evaluates every trial on an env seeded with its --seed
-        settings["fixed_params"]["config.rl_common_config.eval_seed"] = s.seed
+        settings["fixed_params"][EVAL_SEED_PARAM] = s.seed
     if m.late_window:
         settings["fixed_params"].update(
             {"config.rl_common_config.evaluations": LATE_EVALUATIONS, "reward_window": LATE_WINDOW}
@@ -273,6 +283,10 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
     ahead = s.workers if m.ask_when_free else max(s.workers, samples // 4)
     settings["optimization_setting"].update(number_of_samples=samples, n_jobs_per_iteration=ahead)
     return settings
+
+
+def _job_dirs(parent: Path) -> list[Path]:
+    return [d for d in parent.glob("*") if d.is_dir()]
 
 
 def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool) -> Outcome:
@@ -286,48 +300,40 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
     else:
         launch = "from rl_relay.local_hpo import main; sys.exit(main(sys.argv[1:]))"
     cmd = [sys.executable, "-c", _SEEDED + launch, str(s.seed), str(settings_file)]
-    start = time.perf_counter()
-    code = _run(cmd, REPO, work / "search.log", env)
-    outcome.wall_seconds = time.perf_counter() - start
-    results = work / name
-    jobs = [d for d in (results / "working_directories").glob("*") if d.is_dir()]
-    if code != 0 or not (results / "all_data.csv").exists():
+    started = time.perf_counter()
+    code = start(cmd, REPO, work / "search.log", env).wait()
+    outcome.wall_seconds = time.perf_counter() - started
+    results = ResultsPaths(work / name)
+    jobs = _job_dirs(results.working_dirs)
+    if code != 0 or not results.all_data.exists():
         outcome.status, outcome.detail = "failed", f"exit {code}: {tail(work / 'search.log')}"
         return outcome
     outcome.trials = len(jobs)
     outcome.env_steps = sum(job_env_steps(d) for d in jobs)
-    outcome.estimate, outcome.overrides = read_best_job(results / "all_data.csv", s.space, METRIC)
+    outcome.estimate, outcome.overrides = read_best_job(results.all_data, s.space, MEAN_REWARD)
     m = parse_method(method)
     if m.picks:
         pick(s, m, results, outcome, work, env)
-        outcome.wall_seconds = time.perf_counter() - start
+        outcome.wall_seconds = time.perf_counter() - started
     return outcome
 
 
-def pick(s: Search, m: Method, results: Path, outcome: Outcome, work: Path, env: Env) -> None:
+def pick(
+    s: Search, m: Method, results: ResultsPaths, outcome: Outcome, work: Path, env: Env
+) -> None:
     """``rl-relay reevaluate --top K --runs M`` on the search; its best mean is the choice.
 
     The re-runs are part of the search's budget: their jobs and env steps count, and the
     search's estimate becomes the chosen configuration's re-evaluated mean.
     """
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from rl_relay.cli import main; sys.exit(main(sys.argv[1:]))",
-        "reevaluate",
-        str(results),
-        "--top",
-        str(m.top),
-        "--runs",
-        str(m.reruns),
-        "--local",
-    ]
-    code = _run(cmd, REPO, work / "pick.log", env)
-    summary = results / "reevaluation" / "summary.csv"
+    reevaluate = ["reevaluate", str(results.root), "--top", str(m.top), "--runs", str(m.reruns)]
+    cmd = [sys.executable, "-m", "rl_relay.cli", *reevaluate, "--local"]
+    code = start(cmd, REPO, work / "pick.log", env).wait()
+    summary = results.reevaluation_summary
     if code != 0 or not summary.exists():
         outcome.status, outcome.detail = "failed", f"pick exit {code}: {tail(work / 'pick.log')}"
         return
-    reruns = [d for d in (results / "reevaluation" / "working_directories").glob("*") if d.is_dir()]
+    reruns = _job_dirs(results.reevaluation / WORKING_DIRS)
     outcome.trials += len(reruns)
     outcome.env_steps += sum(job_env_steps(d) for d in reruns)
     outcome.estimate, outcome.overrides = read_pick(summary, s.space)
@@ -345,13 +351,13 @@ def reeval_params(
         "config.config_templates": templates,
         "config.rl_common_config.total_timesteps": s.budget,
         "config.rl_common_config.eval_episodes": s.eval_episodes,
-        "config.rl_common_config.eval_seed": None,  # episodes of each re-evaluation seed
+        EVAL_SEED_PARAM: None,  # episodes of each re-evaluation seed
         **overrides,
         "learning_runs_per_job": runs,
         "max_attempts": 2,
         "training_iterations": 1,
         "seed": seed,
-        "reward_column": "eval/mean_reward",
+        "reward_column": EVAL_MEAN_REWARD,
         "working_dir": str(wd),
     }
 
@@ -359,9 +365,9 @@ def reeval_params(
 def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, base: int) -> None:
     """Train the chosen configuration with ``seeds`` fresh seeds at the full budget.
 
-    rl-relay's job runner by hand (``wrappers/run_learning.py params.json``), split over the
-    workers, each pinned to one CPU; worker w uses base seed ``base + w``, so every method's
-    choice is re-evaluated on the same seeds, none of which a search used.
+    rl-relay's job runner (``start_job``), split over the workers, each pinned to one CPU;
+    worker w uses base seed ``base + w``, so every method's choice is re-evaluated on the
+    same seeds, none of which a search used.
     """
     shares = [seeds // s.workers + (w < seeds % s.workers) for w in range(s.workers)]
     cpus = sorted(os.sched_getaffinity(0))
@@ -372,29 +378,10 @@ def reevaluate(s: Search, outcome: Outcome, seeds: int, work: Path, env: Env, ba
             shutil.rmtree(wd)  # an interrupted re-evaluation starts over
         wd.mkdir(parents=True)
         params = reeval_params(s, outcome.overrides, runs, base + w, wd)
-        (wd / "params.json").write_text(json.dumps(params, indent=2))
-        cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), str(wd / "params.json")]
-        log = open(wd / "reeval.log", "w", encoding="utf-8")  # noqa: SIM115
-        cpu = cpus[w % len(cpus)]
-        procs.append(
-            (
-                wd,
-                log,
-                subprocess.Popen(
-                    cmd,
-                    cwd=REPO,
-                    env=env.variables,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c}),
-                ),
-            )
-        )
+        procs.append((wd, start_job(params, env, cpus[w % len(cpus)], "reeval.log")))
     failures = []
-    for wd, log, proc in procs:
+    for wd, proc in procs:
         code = proc.wait()
-        log.close()
         if code != 0:
             failures.append(f"{wd.name} exit {code}: {tail(wd / 'reeval.log')}")
         outcome.reeval_rewards += job_rewards(wd)

@@ -4,8 +4,8 @@ The zoo's PPO space spans three orders of magnitude in cost (a 4-sample minibatc
 32k-step rollout for 20 epochs is 164k gradient steps, minutes on one core; a 1024-sample one
 over 256 steps a few seconds), so the expected time per trial is the mean over the space, not
 the time of a typical configuration. Constants: seconds on one core of the 2-core machine the
-figures in docs/benchmark.md come from (SB3 2.9.2, torch 2.13 CPU); ``hpo_quality.py`` rescales
-them by what the finished searches really took.
+figures in docs/benchmark.md come from (SB3 2.9.2, torch 2.13 CPU); the command prints the
+model beside what the finished searches really took.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hpo_quality_space import Param
+from .space import Param
 
 STARTUP_S = 4.0  # interpreter, torch and SB3 imports, env and model construction, evaluation
 PPO_ENV_STEP_S = 1e-4  # per environment step (8 CartPole envs in one DummyVecEnv)
@@ -53,6 +53,22 @@ def draw(p: Param, rng: random.Random) -> Any:
     return round(value) if p.kind == "int" else value
 
 
+def rl_config(values: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` (an rl_config) with a configuration's ``config.rl_config.*`` values."""
+    config = {**template, "policy_kwargs": dict(template.get("policy_kwargs", {}))}
+    net = list(config["policy_kwargs"].get("net_arch", [64, 64]))
+    for name, value in values.items():
+        key = name.removeprefix("config.rl_config.")
+        if key.startswith("policy_kwargs.net_arch:"):
+            net[int(key.rsplit(":", 1)[1])] = value
+        elif key.startswith("policy_kwargs."):
+            config["policy_kwargs"][key.split(".", 1)[1]] = value
+        elif name.startswith("config.rl_config."):
+            config[key] = value
+    config["policy_kwargs"]["net_arch"] = net
+    return config
+
+
 def expected_seconds(
     algo: str,
     space: Sequence[Param],
@@ -64,20 +80,10 @@ def expected_seconds(
 ) -> tuple[float, float]:
     """(mean, 95th percentile) of modelled training seconds over the space, drawn uniformly."""
     rng = random.Random(seed)
-    times = []
-    for _ in range(draws):
-        config = {**template, "policy_kwargs": dict(template.get("policy_kwargs", {}))}
-        net = list(config["policy_kwargs"].get("net_arch", [64, 64]))
-        for p in space:
-            value = draw(p, rng)
-            key = p.name.removeprefix("config.rl_config.")
-            if key.startswith("policy_kwargs.net_arch:"):
-                net[int(key.rsplit(":", 1)[1])] = value
-            elif key.startswith("policy_kwargs."):
-                config["policy_kwargs"][key.split(".", 1)[1]] = value
-            elif p.name.startswith("config.rl_config."):
-                config[key] = value
-        config["policy_kwargs"]["net_arch"] = net
-        times.append(training_seconds(algo, config, budget, n_envs))
-    times.sort()
+    times = sorted(
+        training_seconds(
+            algo, rl_config({p.name: draw(p, rng) for p in space}, template), budget, n_envs
+        )
+        for _ in range(draws)
+    )
     return statistics.fmean(times), times[int(0.95 * (len(times) - 1))]

@@ -1,8 +1,8 @@
-"""The search space every method of ``bench/hpo_quality.py`` shares, and its translations.
+"""The search space every method of the benchmark shares, and its translations.
 
 Which side adapts: the zoo-space settings files ``hp_optim/hp_optim_{ppo,sac}_zoo_space.json``
 are the one definition of the space, and rl_zoo3's sampler is replaced in-process by one that
-asks Optuna for exactly their parameters (``bench/hpo_quality_zoo.py``). Only that direction
+asks Optuna for exactly their parameters (``zoo.py``). Only that direction
 gives identical spaces: cluster_utils samples independent scalars from five distributions,
 Optuna can sample each of those, but cluster_utils cannot express the zoo's derived
 parameters (``gamma = 1 - one_minus_gamma`` log-uniform, ``net_arch`` presets such as "tiny" =

@@ -1,10 +1,10 @@
-#!/usr/bin/env python3
 """rl_zoo3's ``train -optimize`` on rl-relay's search space, recording each trial's env steps.
 
-    python bench/hpo_quality_zoo.py --space SETTINGS.json [--native] -- ZOO_TRAIN_ARGS...
+    python -m bench.hpo_quality.zoo --space SETTINGS.json [--native] -- ZOO_TRAIN_ARGS...
 
-Two in-process patches; everything else is rl_zoo3's own (its TPE sampler and pruners, trial
-training, evaluation, best trial and report CSV):
+(``runs.zoo_search`` runs it so, in the search's directory.) Two in-process patches;
+everything else is rl_zoo3's own (its TPE sampler and pruners, trial training, evaluation,
+best trial and report CSV):
 
 - ``HYPERPARAMS_SAMPLER[algo]`` asks Optuna for the settings file's optimised parameters
   (named as rl-relay names them) and returns what rl-relay's learner would pass to SB3: the
@@ -30,10 +30,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "src"), str(Path(__file__).resolve().parent)]
+from . import REPO
+from .space import fixed_overrides, space_of, suggest
 
-from hpo_quality_space import fixed_overrides, space_of, suggest  # noqa: E402
+#: the Optuna user attribute of a trial's env steps
+ENV_STEPS_ATTR = "env_steps"
 
 
 def make_sampler(settings: dict[str, Any]) -> tuple[str, int, Callable[..., dict[str, Any]]]:
@@ -65,7 +66,7 @@ def record_env_steps(exp_manager: Any) -> None:
     class RecordingTrialEvalCallback(base):  # type: ignore[misc, valid-type]
         def _on_training_end(self) -> None:
             super()._on_training_end()
-            self.trial.set_user_attr("env_steps", int(self.num_timesteps))
+            self.trial.set_user_attr(ENV_STEPS_ATTR, int(self.num_timesteps))
 
     exp_manager.TrialEvalCallback = RecordingTrialEvalCallback
 

@@ -1,0 +1,141 @@
+"""The methods the benchmark compares: the compact syntax users type, and readable names.
+
+A method is typed (``--methods``) and saved (``searches/<method>-r<repeat>.json``) in a
+compact syntax, ``base[@R][+KxM][~ce][~free][~late]`` (e.g. ``tpe@2~ce~late``); every table
+and plot shows its readable name instead, derived by a rule from the parts
+(``TPE, 2 runs per job, shared eval episodes, late-window score``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+#: rl_zoo3's searches -> their ``--pruner``
+ZOO_METHODS = {"zoo": "none", "zoo-median": "median", "zoo-native": "none"}
+#: rl-relay's searches -> cluster_utils' ``optimizer_str``
+RL_RELAY_METHODS = {
+    "cem": "cem_metaoptimizer",
+    "twopointsde": "nevergrad",
+    "genetic": "genetic",
+    "dgd": "dgd",
+    "tpe": "tpe",
+    "pbt": "pbt",
+}
+#: Methods that exist but are not compared by this benchmark, and why (a row says so).
+NOT_COMPARED = {
+    "pbt": "a PBT result is a hyperparameter schedule for one longer training (a population"
+    " of chained iterations), not a configuration to re-train at the trials' budget; its"
+    " honest score is `rl-relay reevaluate` of the PBT run (docs/pbt.md)",
+}
+#: the readable name of each base method
+BASE_NAMES = {
+    "zoo": "rl-zoo3 TPE",
+    "zoo-median": "rl-zoo3 TPE + median pruner",
+    "zoo-native": "rl-zoo3 TPE on its own space",
+    "cem": "CEM",
+    "twopointsde": "differential evolution (nevergrad)",
+    "genetic": "genetic",
+    "dgd": "grid descent (DGD)",
+    "tpe": "TPE",
+    "pbt": "PBT",
+}
+#: the ``~`` suffixes of a method name, each with its readable name (the error message
+#: lists them; the Method docstring says what each does)
+METHOD_FLAGS = {
+    "ce": "shared eval episodes",
+    "free": "ask when a worker is free",
+    "late": "late-window score",
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method name taken apart: ``base[@R][+KxM][~ce][~free][~late]``.
+
+    ``@R``: R learning runs per job (rl-relay). ``+KxM``: rl-relay's own workflow against
+    luck, inside the same budget: the search gets ``K x M`` trainings fewer, then
+    ``rl-relay reevaluate --top K --runs M`` re-runs its K best configurations on fresh seeds
+    and the one with the best re-evaluated mean is the choice. ``~ce``: common evaluation
+    episodes, every job of the search evaluated on the same start states. ``~free``: the
+    search asks for a configuration only when a worker is free, as the zoo's threads do
+    (``n_jobs_per_iteration`` = workers), not up to a quarter of the budget ahead of results.
+    ``~late``: a run's score is the mean of its last 3 of 5 evaluations spread over the
+    training (at 60, 80 and 100% of it), not the final one alone: a configuration that
+    learned early and stayed good beats one that got a lucky last snapshot.
+    """
+
+    base: str
+    runs_per_job: int | None = None
+    top: int = 0
+    reruns: int = 0
+    shared_episodes: bool = False  # ~ce
+    ask_when_free: bool = False  # ~free
+    late_window: bool = False  # ~late
+
+    @property
+    def picks(self) -> bool:
+        return self.top > 0
+
+    @property
+    def pick_trainings(self) -> int:
+        return self.top * self.reruns
+
+    @property
+    def label(self) -> str:
+        """The readable name: the base's, then each part, e.g. "TPE, 2 runs per job"."""
+        parts = [BASE_NAMES.get(self.base, self.base)]
+        if self.runs_per_job:
+            parts.append(f"{self.runs_per_job} run{'s' * (self.runs_per_job > 1)} per job")
+        if self.picks:
+            parts.append(f"best {self.top} re-run {self.reruns} times")
+        flags = (self.shared_episodes, self.ask_when_free, self.late_window)
+        parts += [name for name, on in zip(METHOD_FLAGS.values(), flags, strict=True) if on]
+        return ", ".join(parts)
+
+
+def parse_method(name: str) -> Method:
+    """``Method`` of ``name``; ValueError saying what is wrong."""
+    core, *flags = name.split("~")
+    if any(f not in METHOD_FLAGS for f in flags) or len(set(flags)) < len(flags):
+        known = " and ".join(f"~{flag} ({what})" for flag, what in METHOD_FLAGS.items())
+        raise ValueError(f"{name!r}: the ~ suffixes are {known}, each at most once")
+    head, plus, pick = core.partition("+")
+    base, at, runs = head.partition("@")
+    method = Method(base)
+    if at:
+        if not (runs.isdigit() and int(runs) > 0):
+            raise ValueError(f"{name!r}: @R needs a whole number of runs per job >= 1")
+        method = Method(base, int(runs))
+    if plus:
+        top, x, reruns = pick.partition("x")
+        if not (x and top.isdigit() and reruns.isdigit() and int(top) >= 1 and int(reruns) >= 2):
+            raise ValueError(
+                f"{name!r}: +KxM needs K >= 1 configurations re-run M >= 2 times (e.g. +2x2)"
+            )
+        method = Method(base, method.runs_per_job, int(top), int(reruns))
+    return dataclasses.replace(
+        method,
+        shared_episodes="ce" in flags,
+        ask_when_free="free" in flags,
+        late_window="late" in flags,
+    )
+
+
+def is_known(name: str) -> bool:
+    """Whether ``name`` is a method this benchmark runs (a zoo method takes no suffix)."""
+    try:
+        m = parse_method(name)
+    except ValueError:
+        return False
+    if m.base in ZOO_METHODS:
+        return m == Method(m.base)
+    return m.base in RL_RELAY_METHODS
+
+
+def label(name: str) -> str:
+    """The readable name of the method typed as ``name`` (``name`` itself if unparsable)."""
+    try:
+        return parse_method(name).label
+    except ValueError:
+        return name

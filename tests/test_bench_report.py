@@ -1,0 +1,146 @@
+"""The benchmark's report: the summary per method, the table, the comparisons with the zoo,
+the CSV, Markdown and PNG, and writing them again from saved searches (``--report-only``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+from bench_helpers import outcomes
+
+from bench.hpo_quality import cli
+from bench.hpo_quality.outcome import Outcome
+from bench.hpo_quality.report import (
+    format_table,
+    per_repeat_differences,
+    report,
+    summary,
+    versus,
+    write_csv,
+)
+
+
+def test_summary_pools_the_reevaluations_and_takes_medians_over_repeats() -> None:
+    rows = {r["method"]: r for r in summary(outcomes())}
+    zoo = rows["zoo"]
+    assert zoo["searches"] == 2 and zoo["env_steps"] == 190_000 and zoo["estimate"] == 490.0
+    assert zoo["reeval_mean"] == 215.0
+    assert zoo["reeval_median_of_repeats"] == (310.0 + 120.0) / 2
+    assert rows["dgd"]["searches"] == 0 and "not here" in rows["dgd"]["status"]
+
+
+def test_table_has_a_row_per_method_and_says_why_one_is_missing() -> None:
+    table = format_table(summary(outcomes())).splitlines()
+    assert len(table) == 2 + 3
+    assert table[2].startswith("| rl-zoo3 TPE | 2 | 190,000 | 110 | 490.0 | 215.0 ± ")
+    assert table[4].startswith("| grid descent (DGD) | 0 |")
+    assert "missing: optimizer 'dgd' is not here" in table[4]
+
+
+def test_versus_calls_a_difference_only_when_its_interval_excludes_zero() -> None:
+    def o(method: str, rewards: list[float]) -> Outcome:
+        return Outcome("cartpole", method, 0, reeval_rewards=rewards)
+
+    zoo = o("zoo", [400.0, 410.0, 390.0, 405.0])
+    lines = versus(
+        [
+            zoo,
+            o("cem", [480.0, 490.0, 500.0, 470.0]),
+            o("dgd", [300.0, 310.0, 290.0, 305.0]),
+            o("genetic", [200.0, 500.0, 450.0, 420.0]),
+            o("twopointsde", [500.0]),
+            Outcome("cartpole", "pbt", 0, "missing", "not compared"),
+        ]
+    )
+    verdicts = {line.split(" - ")[0]: line.split("; ")[0].rsplit(": ", 1)[1] for line in lines}
+    assert verdicts == {
+        "CEM": "better",
+        "grid descent (DGD)": "worse",
+        "genetic": "within noise",
+        "differential evolution (nevergrad)": "too few seeds to tell",
+    }
+    assert all(" - rl-zoo3 TPE: " in line for line in lines)
+    assert versus([o("cem", [1.0, 2.0])]) == []  # no zoo row: nothing to compare with
+    assert lines[0].endswith("over 1 repeat(s), higher in 1): too few repeats to tell")
+
+
+def test_per_repeat_differences_pair_the_searches_of_one_search_seed() -> None:
+    def o(method: str, repeat: int, rewards: list[float], status: str = "ok") -> Outcome:
+        return Outcome("pendulum", method, repeat, status, reeval_rewards=rewards)
+
+    outcomes = [
+        o("zoo", 0, [-150.0, -160.0]),
+        o("zoo", 1, [-200.0, -210.0]),
+        o("zoo", 2, [-150.0, -150.0]),
+        o("tpe", 1, [-190.0, -200.0]),  # +10 on repeat 1
+        o("tpe", 0, [-140.0, -150.0]),  # +10 on repeat 0
+        o("tpe", 2, [-100.0], "failed"),  # a failed search pairs with nothing
+        o("tpe", 3, [-100.0, -100.0]),  # the zoo has no repeat 3
+    ]
+    assert per_repeat_differences(outcomes, "tpe") == [10.0, 10.0]
+    line = versus(outcomes)[0]
+    # the pooled runs differ by more than the repeats do: Welch cannot call it, the pairs can
+    assert "within noise; per repeat" in line
+    assert line.endswith("+10.0 ± 0.0 (95% t interval over 2 repeat(s), higher in 2): better")
+
+
+def test_csv_has_one_row_per_search_with_its_choice(tmp_path) -> None:
+    write_csv(tmp_path / "r.csv", outcomes())
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["zoo", "zoo", "cem", "dgd"]
+    assert [r["method_name"] for r in rows][1:3] == ["rl-zoo3 TPE", "CEM"]
+    assert json.loads(rows[2]["reeval_rewards"]) == [400.0, 420.0]
+    assert float(rows[2]["reeval_mean"]) == 410.0
+
+
+def test_report_writes_the_files_and_fails_when_a_search_failed(tmp_path, capsys) -> None:
+    args = argparse.Namespace(
+        out=tmp_path,
+        task="cartpole",
+        algo="ppo",
+        env_id="CartPole-v1",
+        trials=16,
+        budget=10_000,
+        runs_per_job=1,
+        eval_episodes=5,
+        repeats=2,
+        reeval_seeds=2,
+    )
+    assert report(args, outcomes()) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "hpo_quality.csv",
+        "hpo_quality.md",
+        "hpo_quality.png",
+    }
+    assert "| CEM | 1 |" in (tmp_path / "hpo_quality.md").read_text()
+    broken = [*outcomes(), Outcome("cartpole", "twopointsde", 0, "failed", "exit 1: boom")]
+    assert report(args, broken) == 1
+    assert "FAILED twopointsde repeat 0: exit 1: boom" in capsys.readouterr().err
+    only_missing = [Outcome("cartpole", "dgd", 0, "missing", "not here")]
+    assert report(args, only_missing) == 1  # nothing ran: not a benchmark
+
+
+def test_report_only_writes_the_table_from_finished_searches_and_runs_nothing(
+    tmp_path, monkeypatch
+) -> None:
+    done = tmp_path / "cartpole" / "searches"
+    done.mkdir(parents=True)
+    for outcome in outcomes()[:3]:
+        name = f"{outcome.method}-r{outcome.repeat}.json"
+        (done / name).write_text(json.dumps(outcome.to_json()))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("--report-only ran a search")
+
+    monkeypatch.setattr(cli, "run_one", must_not_run)
+    argv = ["--methods", "zoo,cem", "--repeats", "2", "--out", str(tmp_path), "--report-only"]
+    assert cli.main(argv) == 0
+    table = (tmp_path / "cartpole" / "hpo_quality.md").read_text()
+    assert "| rl-zoo3 TPE | 2 |" in table and "| CEM | 1 |" in table
+    assert "CEM - rl-zoo3 TPE: +195.0" in table
+    with open(tmp_path / "cartpole" / "hpo_quality.csv", newline="") as f:
+        rows = {(r["method"], r["repeat"]): r["status"] for r in csv.DictReader(f)}
+    assert rows[("cem", "1")] == "not run"
+    assert not (tmp_path / "cartpole" / "options.json").exists()
