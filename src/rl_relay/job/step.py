@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -21,11 +22,12 @@ import rl_relay
 from rl_relay.job.config import ConfigError, JobConfig, step_configs, with_overrides
 from rl_relay.job.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
 from rl_relay.job.overrides import collect_overrides
-from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.reward import NoRewardError, RewardColumnError, last_number, read_reward
 from rl_relay.job.state import RunState, Step
 from rl_relay.job.supervise import ChildResult, run_supervised
 from rl_relay.job.templates import write_configs
 from rl_relay.layout import RESUME_INFO_SUFFIX, StepPaths
+from rl_relay.metrics import TIMESTEPS_COLUMN
 
 logger = logging.getLogger("rl_relay.job.run_learning")
 
@@ -37,6 +39,28 @@ def checkpoint_files(save_path: Path) -> list[Path]:
     return sorted(
         p for p in save_path.parent.iterdir() if p.name.startswith(save_path.name) and p.is_file()
     )
+
+
+_AT_TIMESTEPS = re.compile(r"^at (\d+) timesteps$")
+
+
+def marker_timesteps(marker: str | None) -> int | None:
+    """The timestep counter a checkpoint marker names (``at N timesteps``), if it does."""
+    match = _AT_TIMESTEPS.match(marker or "")
+    return int(match[1]) if match else None
+
+
+def trained_env_steps(marker_before: str, marker_after: str | None, progress: Path) -> int:
+    """Env steps one step trained: the learner's counter at its end (its checkpoint, else the
+    last ``time/total_timesteps`` it logged) minus at its start (the checkpoint it loaded;
+    0 from scratch). 0 when the learner logs no counter."""
+    end = marker_timesteps(marker_after)
+    if end is None:
+        logged = last_number(progress, TIMESTEPS_COLUMN)
+        end = int(logged) if logged is not None else None
+    if end is None:
+        return 0
+    return max(end - (marker_timesteps(marker_before) or 0), 0)
 
 
 def checkpoint_marker(save_path: Path) -> str | None:
@@ -194,6 +218,7 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
         run_dir=str(paths.dir),
         log_bytes=paths.progress.stat().st_size if paths.progress.exists() else None,
         checkpoint_marker=facts.checkpoint_marker or "",
+        env_steps=trained_env_steps(marker_before, facts.checkpoint_marker, paths.progress),
     )
     _log_outcome(step, outcome, paths, result)
     return StepRun(outcome, record, result)
