@@ -50,17 +50,21 @@ def marker_timesteps(marker: str | None) -> int | None:
     return int(match[1]) if match else None
 
 
-def trained_env_steps(marker_before: str, marker_after: str | None, progress: Path) -> int:
-    """Env steps one step trained: the learner's counter at its end (its checkpoint, else the
-    last ``time/total_timesteps`` it logged) minus at its start (the checkpoint it loaded;
-    0 from scratch). 0 when the learner logs no counter."""
-    end = marker_timesteps(marker_after)
-    if end is None:
+def timesteps_at(marker: str | None, progress: Path) -> int | None:
+    """The learner's timestep counter at a checkpoint: what its marker says (the default
+    learner's), else the last ``time/total_timesteps`` logged in ``progress``."""
+    found = marker_timesteps(marker)
+    if found is None:
         logged = last_number(progress, TIMESTEPS_COLUMN)
-        end = int(logged) if logged is not None else None
-    if end is None:
-        return 0
-    return max(end - (marker_timesteps(marker_before) or 0), 0)
+        found = int(logged) if logged is not None else None
+    return found
+
+
+def trained_env_steps(start: int | None, marker_after: str | None, progress: Path) -> int:
+    """Env steps one step trained: the learner's counter at its end minus ``start``, the
+    counter of the checkpoint it loaded (None: from scratch); 0 when it logs no counter."""
+    end = timesteps_at(marker_after, progress)
+    return 0 if end is None else max(end - (start or 0), 0)
 
 
 def checkpoint_marker(save_path: Path) -> str | None:
@@ -159,6 +163,9 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
     marker_before = run.checkpoint_marker if step.continuing else ""
     if step.load_path and not step.continuing:
         marker_before = checkpoint_marker(Path(step.load_path)) or ""
+    start = None  # the counter the step starts from, read before its log grows
+    if step.load_path:
+        start = timesteps_at(marker_before, StepPaths(Path(step.load_path).parent).progress)
     prepare_step_dir(paths, step, run)
     main_config = write_configs(paths, step_configs(job, step, paths))
     logger.info(
@@ -218,7 +225,7 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
         run_dir=str(paths.dir),
         log_bytes=paths.progress.stat().st_size if paths.progress.exists() else None,
         checkpoint_marker=facts.checkpoint_marker or "",
-        env_steps=trained_env_steps(marker_before, facts.checkpoint_marker, paths.progress),
+        env_steps=trained_env_steps(start, facts.checkpoint_marker, paths.progress),
     )
     _log_outcome(step, outcome, paths, result)
     return StepRun(outcome, record, result)
