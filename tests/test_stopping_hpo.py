@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import stand_in_settings
+from conftest import rl_relay, stand_in_settings
 from hpo_helpers import (
     assert_no_survivors,
     kill_group,
@@ -112,6 +112,13 @@ def test_each_rule_stops_poor_jobs_at_the_first_rung(tmp_path: Path, section: di
     assert all(float(row[STOPPED_EARLY]) == 1 for row in rows)
     assert all(int(float(row[ITERATIONS_DONE])) == 1 for row in rows)
     assert_no_survivors(tmp_path)
+    # the report shows the rungs and what stopping saved: 1 of 3 iterations trained
+    report = rl_relay("report", str(results_dir(tmp_path)))
+    assert report.returncode == 0, report.stderr
+    page = (results_dir(tmp_path) / "report" / "index.html").read_text()
+    assert "<h2>Early stopping</h2>" in page and "early_stopping.png" in page
+    used = len(rows) * TICKS
+    assert f"{used:,} env steps trained; {3 * used:,} without stopping (67% saved)" in page
 
 
 def test_without_seeded_scores_decisions_follow_the_recorded_scores(tmp_path: Path) -> None:
@@ -189,4 +196,23 @@ def test_a_driver_killed_and_started_again_decides_nothing_twice(tmp_path: Path)
     after = {(r.job, r.rung): r for r in records.all_records(directory)}
     assert {key: after[key] for key in before} == before  # nothing decided again
     check_consistent(tmp_path, section)
+    assert_no_survivors(tmp_path)
+
+
+def test_reevaluate_trains_a_stopped_jobs_configuration_to_the_end(tmp_path: Path) -> None:
+    section = {"rule": "asha", "reduction_factor": 3, "grace_iterations": 1, "min_jobs_per_rung": 3}
+    path = settings(tmp_path, section, samples=3)
+    seed_strong_scores(tmp_path, "asha")
+    code, output = run_hpo(path)
+    assert code == 0, output
+    assert all(float(row[STOPPED_EARLY]) == 1 for row in jobs(tmp_path))
+    results = str(results_dir(tmp_path))
+    done = rl_relay("reevaluate", results, "--top", "1", "--runs", "2", "--local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    reruns = list((results_dir(tmp_path) / "reevaluation").rglob("metrics.csv"))
+    assert reruns
+    for metrics in reruns:
+        [row] = read_rows(metrics)
+        assert float(row[STOPPED_EARLY]) == 0
+        assert int(float(row[ITERATIONS_DONE])) == 2 * ITERATIONS  # 2 runs, every iteration
     assert_no_survivors(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,29 @@ def test_job_parameters_round_trip(tmp_path: Path) -> None:
 def test_incomplete_job_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="records_dir is missing"):
         StoppingSpec.from_job_params({"early_stopping.rule": "asha"})
+
+
+@pytest.mark.parametrize(
+    ("section", "optimizer", "words"),
+    [
+        ({"rule": "asha", "reduction_factor": 1}, "cem_metaoptimizer", "reduction_factor"),
+        ({"rule": "hasha"}, "cem_metaoptimizer", "did you mean 'asha'"),
+        ({"rule": "median", "startup_job": 2}, "cem_metaoptimizer", "did you mean 'startup_jobs'"),
+        ({"rule": "asha"}, "pbt", "'pbt'"),
+    ],
+)
+def test_check_and_hpo_refuse_a_bad_section_before_anything_runs(
+    tmp_path: Path, section: dict, optimizer: str, words: str
+) -> None:
+    from conftest import rl_relay, stand_in_settings
+
+    path = stand_in_settings(tmp_path, training_iterations=3)
+    data = json.loads(path.read_text())
+    data["early_stopping"], data["optimizer_str"] = section, optimizer
+    path.write_text(json.dumps(data))
+    check = rl_relay("check", "--local", str(path))
+    assert check.returncode == 1 and words in check.stdout + check.stderr
+    hpo = rl_relay("hpo", "--local", str(path))
+    assert hpo.returncode == 1 and words in hpo.stderr, hpo.stderr
+    assert "Traceback" not in hpo.stderr
+    assert not (tmp_path / "results" / "local_test" / "working_directories").exists()
