@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rl_relay.atomic import write_once_json
 from rl_relay.layout import PBT_SPEC
 from rl_relay.pbt import records as rec
 from rl_relay.pbt.records import Record
@@ -30,7 +31,7 @@ def test_a_record_is_written_once_and_the_first_one_is_kept(tmp_path: Path) -> N
 
 def _race(target: str, value: int, start: multiprocessing.synchronize.Event) -> None:
     start.wait()
-    rec.write_once_json(target, {"writer": value})
+    write_once_json(target, {"writer": value})
 
 
 def test_of_racing_writers_exactly_one_wins_and_the_file_is_whole(tmp_path: Path) -> None:

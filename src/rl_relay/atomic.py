@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,31 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON (keys in their given order) to ``target`` atomically."""
     atomic_write_text(target, json.dumps(obj, indent=2) + "\n")
+
+
+def write_once_json(target: str | os.PathLike[str], obj: Any) -> bool:
+    """Create ``target`` with ``obj`` atomically unless it exists; True if this call created it.
+
+    ``atomic_write_json`` writes a private staging file (temporary file, fsync, rename);
+    ``os.link`` then creates the final name only if absent, so of two racing writers exactly
+    one wins and nobody ever sees half a file.
+    """
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.staged")
+    atomic_write_json(staging, obj)
+    try:
+        os.link(staging, target)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError:  # a file system without hard links: rename, after a last look
+        if target.exists():
+            created = False
+        else:
+            os.replace(staging, target)
+            created = True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+    fsync_dir(target.parent)
+    return created

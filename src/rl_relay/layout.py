@@ -186,6 +186,10 @@ RECOMMENDATION_FILE = "recommendation.txt"
 POPULATION = "population"
 #: What every PBT member knows about its population, in ``population/``.
 PBT_SPEC = "pbt.json"
+#: Early stopping's decisions (one write-once file per job and rung), in the results dir.
+EARLY_STOPPING = "early_stopping"
+#: The tpe search's Optuna study when Optuna's pruners stop jobs (``optuna-dashboard`` opens it).
+OPTUNA_JOURNAL = "optuna_journal.log"
 #: ``rl-relay report``'s page and figures (``report/index.html``).
 REPORT_DIR = "report"
 REPORT_INDEX = "index.html"
@@ -238,6 +242,14 @@ class ResultsPaths:
     @property
     def hpo_record(self) -> Path:
         return self.root / HPO_RECORD
+
+    @property
+    def early_stopping(self) -> Path:
+        return self.root / EARLY_STOPPING
+
+    @property
+    def optuna_journal(self) -> Path:
+        return self.root / OPTUNA_JOURNAL
 
     @property
     def driver_lock(self) -> Path:

@@ -16,11 +16,27 @@ STD_REWARD = "std_eprewmean"
 LEARNING_RUNS = "learning_runs"
 FAILED_ATTEMPTS = "failed_attempts"
 RESUMES = "resumes"
+#: Env steps the job trained, all runs and attempts (the learner's timestep counter).
+ENV_STEPS = "env_steps"
+#: Training iterations its runs completed, summed over the runs.
+ITERATIONS_DONE = "iterations_done"
+#: 1 when the job ended before its last iteration (early stopping, PBT's stop), else 0.
+STOPPED_EARLY = "stopped_early"
 #: Added by cluster_utils' ``finalize_job``.
 TIME_ELAPSED = "time_elapsed"
 
 #: Everything a run_learning job reports, in the order it reports them.
-REPORTED = (MEAN_REWARD, STD_REWARD, LEARNING_RUNS, FAILED_ATTEMPTS, RESUMES, TIME_ELAPSED)
+REPORTED = (
+    MEAN_REWARD,
+    STD_REWARD,
+    LEARNING_RUNS,
+    FAILED_ATTEMPTS,
+    RESUMES,
+    ENV_STEPS,
+    ITERATIONS_DONE,
+    STOPPED_EARLY,
+    TIME_ELAPSED,
+)
 #: What settings files optimise by default (with ``minimize: false``).
 DEFAULT_METRIC = MEAN_REWARD
 #: The ``progress.csv`` column whose last value is a run's reward, unless set otherwise.
@@ -35,12 +51,23 @@ EVAL_STD_REWARD = EVAL_PREFIX + "std_reward"
 STD_SUFFIX = "__std"
 
 
-def job_metrics(rewards: Sequence[float], failed_attempts: int, resumes: int) -> dict[str, float]:
-    """What a job reports: mean and population std of its runs' rewards, and its counters."""
+def job_metrics(
+    rewards: Sequence[float],
+    failed_attempts: int,
+    resumes: int,
+    env_steps: int = 0,
+    iterations_done: int = 0,
+    stopped_early: bool = False,
+) -> dict[str, float]:
+    """What a job reports: mean and population std of its runs' rewards (a stopped job's:
+    its scores at the last boundary it reached), and its counters."""
     return {
         MEAN_REWARD: statistics.fmean(rewards),
         STD_REWARD: statistics.pstdev(rewards),
         LEARNING_RUNS: len(rewards),
         FAILED_ATTEMPTS: failed_attempts,
         RESUMES: resumes,
+        ENV_STEPS: env_steps,
+        ITERATIONS_DONE: iterations_done,
+        STOPPED_EARLY: int(stopped_early),
     }

@@ -33,6 +33,7 @@ from rl_relay.check.settings_checks import (
 from rl_relay.container.runtime import check_settings as container_checks
 from rl_relay.hpo.settings import add_local_argument, add_settings_arguments, load_settings
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
+from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 
 
 def check_optimizer(ctx: Context) -> list[Problem]:
@@ -77,6 +78,11 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
             "optimizer and its settings",
             ("optimizer_str", "optimizer_settings", "optimized_params"),
             lambda: check_optimizer(ctx),
+        ),
+        (
+            "early stopping",
+            ("early_stopping", "optimizer_str", "fixed_params"),
+            lambda: [Problem(ctx.at(k), w) for k, w in stopping_problems(ctx.settings)],
         ),
         (
             f"cluster_requirements for {ctx.engine}",

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
     from rl_relay.optimizers import optimizer_problems
+    from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 
     missing = [
         key
@@ -63,6 +64,7 @@ def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
         settings.get("optimizer_settings"),
         settings.get("optimized_params", []),
     )
+    found += stopping_problems(settings)
     return [f"{settings_file}: {key}: {what}" for key, what in found]
 
 

@@ -45,6 +45,10 @@ class Action(enum.Enum):
 class Boundary(Protocol):
     """Decisions at a job's iteration boundaries (see the module docstring)."""
 
+    #: Whether the job's runs must advance together (``Plan.interleaved``), so that every
+    #: run has reached a boundary before it is decided.
+    interleaved: bool
+
     def before_step(self, state: State, step: Step) -> tuple[State, Action]:
         """Decide how ``step`` starts, if that is still open: the state to save and the action."""
         ...
@@ -61,16 +65,24 @@ class Boundary(Protocol):
 #: The top-level job parameter that turns a boundary on -> "module:function" giving
 #: ``(boundary or None, problem or None)`` from the job's parameters, checked parameters
 #: and overrides.
-BOUNDARIES = {"pbt": "rl_relay.pbt.boundary:from_params"}
+BOUNDARIES = {
+    "pbt": "rl_relay.pbt.boundary:from_params",
+    "early_stopping": "rl_relay.stopping.boundary:from_params",
+}
 
 
 def boundary_for(
     params: Mapping[str, Any], job_params: JobParams, overrides: Sequence[Override]
 ) -> tuple[Boundary | None, str | None]:
     """The boundary the parameters ask for (None without one), or why they cannot have it."""
-    for section, target in BOUNDARIES.items():
-        if section in top_level_names(params):
-            module_name, _, function = target.partition(":")
-            make = getattr(importlib.import_module(module_name), function)
-            return make(params, job_params, overrides)
-    return None, None
+    asked = [section for section in BOUNDARIES if section in top_level_names(params)]
+    if len(asked) > 1:
+        return None, (
+            f"parameters {' and '.join(map(repr, asked))} both decide at iteration boundaries;"
+            " a job takes one of them"
+        )
+    if not asked:
+        return None, None
+    module_name, _, function = BOUNDARIES[asked[0]].partition(":")
+    make = getattr(importlib.import_module(module_name), function)
+    return make(params, job_params, overrides)

@@ -80,6 +80,7 @@ class JobConfig:
             p.seed,
             p.seed_scope,
             p.job_id,
+            interleaved=self.boundary is not None and self.boundary.interleaved,
         )
 
     def identity(self) -> dict[str, Any]:

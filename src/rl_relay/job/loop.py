@@ -153,7 +153,14 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
             return _resume(server, job, "stopped by a signal")
     if job.boundary is not None:
         job.boundary.finish(state)
-    result = job_metrics(state.rewards(), state.failed_attempts, state.resumes)
+    result = job_metrics(
+        state.rewards(),
+        state.failed_attempts,
+        state.resumes,
+        env_steps=state.env_steps,
+        iterations_done=state.iterations_done,
+        stopped_early=state.stopped,
+    )
     logger.info(
         "all %d learning runs done: mean %s = %g, std %g, %d failed attempt(s)",
         job.plan.runs,

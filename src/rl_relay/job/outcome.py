@@ -117,10 +117,16 @@ class StepRecord:
     #: Size of progress.csv when the step checkpointed (PREEMPTED with checkpoint).
     log_bytes: int | None = None
     checkpoint_marker: str = ""
+    #: Env steps the step trained (counted whatever its verdict).
+    env_steps: int = 0
 
 
 def apply(state: State, step: Step, outcome: Outcome, files: StepRecord) -> State:
-    """The state after ``step`` ended with ``outcome``."""
+    """The state after ``step`` ended with ``outcome`` (its env steps counted either way)."""
+    return _next(state, step, outcome, files).with_env_steps(step.run, files.env_steps)
+
+
+def _next(state: State, step: Step, outcome: Outcome, files: StepRecord) -> State:
     if outcome.verdict is Verdict.FAILED:
         return state.failed(step, outcome.reason, files.run_dir)
     if outcome.verdict is Verdict.PREEMPTED:

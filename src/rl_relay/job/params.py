@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "reward_window": 1,
     "id": 0,
 }
-#: Top-level names read elsewhere: the container wrapper's section and PBT's settings.
-WRAPPER_SECTIONS = ("singularity", "pbt")
+#: Top-level names read elsewhere: the container wrapper's section, and the sections that
+#: decide at iteration boundaries (PBT, early stopping).
+WRAPPER_SECTIONS = ("singularity", "pbt", "early_stopping")
 #: Keys of the schema that cluster_utils sets for every job (never in fixed_params).
 CLUSTER_UTILS_KEYS = ("working_dir", "id")
 

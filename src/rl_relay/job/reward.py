@@ -22,6 +22,29 @@ class NoRewardError(ValueError):
     """The file or a usable value is missing: the attempt did not produce a result."""
 
 
+def last_number(progress_csv: Path, column: str) -> float | None:
+    """The last finite value of ``column`` in ``progress_csv``; None when there is none (no
+    file, no such column, no value): for counters, where nothing is an answer too."""
+    try:
+        with open(progress_csv, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or column not in header:
+                return None
+            index = header.index(column)
+            last = None
+            for row in reader:
+                if index < len(row) and row[index].strip():
+                    last = row[index].strip()
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    try:
+        value = float(last) if last is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
 def read_reward(progress_csv: Path, column: str, window: int = 1) -> float:
     """The mean of the last ``window`` non-empty values of ``column`` in ``progress_csv``.
 

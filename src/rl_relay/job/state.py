@@ -1,11 +1,14 @@
 """The runs / training iterations / attempts state machine of one job, and ``restarts.json``.
 
-A job trains ``learning_runs_per_job`` runs one after the other. A run is a chain of
-``training_iterations`` steps, each continuing the model of the one before. A failed step
-starts the run over from its first iteration with a new seed (continuing from the last
-checkpoint would restore the same random state and repeat a seed-dependent failure), until
-``max_attempts`` attempts have failed. A preempted step continues from its own checkpoint in
-the same directory and costs no attempt, as long as each resume makes progress.
+A job trains ``learning_runs_per_job`` runs one after the other (``interleaved``: side by
+side, an iteration of every run before the next iteration of any, so that at each boundary
+between iterations every run has reached it: early stopping compares jobs there). A run is
+a chain of ``training_iterations`` steps, each continuing the model of the one before. A
+failed step starts the run over from its first iteration with a new seed (continuing from
+the last checkpoint would restore the same random state and repeat a seed-dependent
+failure), until ``max_attempts`` attempts have failed. A preempted step continues from its
+own checkpoint in the same directory and costs no attempt, as long as each resume makes
+progress.
 
 Transitions are pure (they return a new ``State``); ``rl_relay.job.state_file`` reads and
 writes ``restarts.json``.
@@ -54,6 +57,8 @@ class Plan:
     base_seed: int
     seed_scope: str = "job"
     job_id: int = 0
+    #: Runs advance together, an iteration at a time, instead of one after the other.
+    interleaved: bool = False
 
     def seed(self, run: int, attempt: int) -> int:
         job = self.job_id if self.seed_scope == "job" else None
@@ -105,8 +110,18 @@ class RunState:
     #: decided iteration from the checkpoint it was decided to start from.
     retry_iteration: int = 0
     retry_load_path: str = ""
-    #: Why the run stopped before its last iteration (PBT's stop threshold), else "".
+    #: Why the run stopped before its last iteration (PBT's stop threshold, early
+    #: stopping), else "".
     stopped: str = ""
+    #: Env steps trained by every step of every attempt so far (the learner's timestep
+    #: counter at each step's end minus at its start).
+    env_steps: int = 0
+
+    def iterations_done(self, iterations: int) -> int:
+        """Training iterations this run completed (its current attempt's)."""
+        if self.done and not self.stopped:
+            return iterations
+        return self.iteration
 
     @property
     def attempt(self) -> int:
@@ -148,8 +163,14 @@ class State:
 
     # -- queries -----------------------------------------------------------------------
     def current(self) -> RunState | None:
-        """The first run not done, or None when all are."""
-        return next((r for r in self.runs if not r.done), None)
+        """The run whose step comes next: the first run not done (``interleaved``: the one
+        with the fewest iterations trained, the first of them on a tie); None when all are."""
+        pending = [r for r in self.runs if not r.done]
+        if not pending:
+            return None
+        if self.plan.interleaved:
+            return min(pending, key=lambda r: (r.iteration, r.run))
+        return pending[0]
 
     @property
     def finished(self) -> bool:
@@ -189,6 +210,20 @@ class State:
     @property
     def resumes(self) -> int:
         return sum(r.resumes for r in self.runs)
+
+    @property
+    def env_steps(self) -> int:
+        return sum(r.env_steps for r in self.runs)
+
+    @property
+    def iterations_done(self) -> int:
+        """Training iterations completed, summed over the runs."""
+        return sum(r.iterations_done(self.plan.iterations) for r in self.runs)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a run ended before its last iteration (early stopping, PBT's stop)."""
+        return any(r.stopped for r in self.runs)
 
     def rewards(self) -> list[float]:
         return [r.reward for r in self.runs if r.done and r.reward is not None]
@@ -252,6 +287,27 @@ class State:
         run.load_path = load_path
         run.decided = run.retry_iteration = iteration
         run.retry_load_path = load_path
+        return new
+
+    def with_env_steps(self, run_index: int, steps: int) -> State:
+        """Count ``steps`` more env steps trained by run ``run_index``."""
+        new = copy.deepcopy(self)
+        new.runs[run_index].env_steps += max(int(steps), 0)
+        return new
+
+    def all_stopped(self, reason: str, rewards: dict[int, tuple[float, str]]) -> State:
+        """Every run not done ends here (early stopping): ``rewards`` gives each its reward
+        and the progress.csv it was read from, by run index."""
+        new = copy.deepcopy(self)
+        for run in new.runs:
+            if run.done:
+                continue
+            if run.resume_path:
+                raise StateError(f"run {run.run} is in the middle of a step: it cannot stop")
+            reward, source = rewards[run.run]
+            run.done, run.stopped = True, reason
+            run.reward, run.reward_source = reward, source
+            _clear_resume(run)
         return new
 
     def stopped_early(self, reason: str, reward: float, reward_source: str) -> State:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -21,11 +22,12 @@ import rl_relay
 from rl_relay.job.config import ConfigError, JobConfig, step_configs, with_overrides
 from rl_relay.job.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
 from rl_relay.job.overrides import collect_overrides
-from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.reward import NoRewardError, RewardColumnError, last_number, read_reward
 from rl_relay.job.state import RunState, Step
 from rl_relay.job.supervise import ChildResult, run_supervised
 from rl_relay.job.templates import write_configs
 from rl_relay.layout import RESUME_INFO_SUFFIX, StepPaths
+from rl_relay.metrics import TIMESTEPS_COLUMN
 
 logger = logging.getLogger("rl_relay.job.run_learning")
 
@@ -37,6 +39,32 @@ def checkpoint_files(save_path: Path) -> list[Path]:
     return sorted(
         p for p in save_path.parent.iterdir() if p.name.startswith(save_path.name) and p.is_file()
     )
+
+
+_AT_TIMESTEPS = re.compile(r"^at (\d+) timesteps$")
+
+
+def marker_timesteps(marker: str | None) -> int | None:
+    """The timestep counter a checkpoint marker names (``at N timesteps``), if it does."""
+    match = _AT_TIMESTEPS.match(marker or "")
+    return int(match[1]) if match else None
+
+
+def timesteps_at(marker: str | None, progress: Path) -> int | None:
+    """The learner's timestep counter at a checkpoint: what its marker says (the default
+    learner's), else the last ``time/total_timesteps`` logged in ``progress``."""
+    found = marker_timesteps(marker)
+    if found is None:
+        logged = last_number(progress, TIMESTEPS_COLUMN)
+        found = int(logged) if logged is not None else None
+    return found
+
+
+def trained_env_steps(start: int | None, marker_after: str | None, progress: Path) -> int:
+    """Env steps one step trained: the learner's counter at its end minus ``start``, the
+    counter of the checkpoint it loaded (None: from scratch); 0 when it logs no counter."""
+    end = timesteps_at(marker_after, progress)
+    return 0 if end is None else max(end - (start or 0), 0)
 
 
 def checkpoint_marker(save_path: Path) -> str | None:
@@ -135,6 +163,9 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
     marker_before = run.checkpoint_marker if step.continuing else ""
     if step.load_path and not step.continuing:
         marker_before = checkpoint_marker(Path(step.load_path)) or ""
+    start = None  # the counter the step starts from, read before its log grows
+    if step.load_path:
+        start = timesteps_at(marker_before, StepPaths(Path(step.load_path).parent).progress)
     prepare_step_dir(paths, step, run)
     main_config = write_configs(paths, step_configs(job, step, paths))
     logger.info(
@@ -194,6 +225,7 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
         run_dir=str(paths.dir),
         log_bytes=paths.progress.stat().st_size if paths.progress.exists() else None,
         checkpoint_marker=facts.checkpoint_marker or "",
+        env_steps=trained_env_steps(start, facts.checkpoint_marker, paths.progress),
     )
     _log_outcome(step, outcome, paths, result)
     return StepRun(outcome, record, result)

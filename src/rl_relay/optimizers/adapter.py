@@ -69,6 +69,10 @@ class SearchOptimizer(Optimizer):
     def ask(self) -> dict[str, Any]:
         return to_nested(self.space, self.search.ask())
 
+    def tell_search(self, row: Any, value: float) -> None:
+        """Tell the search one job's result (``row``: the job's row of the results)."""
+        self.search.tell(config_from_row(self.space, row), value)
+
     def tell(self, jobs: Any) -> None:
         jobs = list(jobs) if isinstance(jobs, list | tuple) else [jobs]
         frames = [results[0] for job in jobs if (results := job.get_results()) is not None]
@@ -81,7 +85,7 @@ class SearchOptimizer(Optimizer):
         for _, row in df.iterrows():
             value = row[self.metric_to_optimize]
             if finite(value):
-                self.search.tell(config_from_row(self.space, row), float(value))
+                self.tell_search(row, float(value))
             else:
                 logger.warning(
                     "job %s reported %s=%r; not used",

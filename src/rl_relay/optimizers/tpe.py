@@ -17,13 +17,26 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rl_relay.metrics import STOPPED_EARLY
 from rl_relay.optimizers.adapter import RelayOptimizer
 from rl_relay.optimizers.checks import is_int, seed_problems, unknown_keys
-from rl_relay.optimizers.space import DISCRETE, LOGNORMAL, Config, Param, option_index
+from rl_relay.optimizers.persist import finite
+from rl_relay.optimizers.space import (
+    DISCRETE,
+    LOGNORMAL,
+    Config,
+    Param,
+    config_from_row,
+    option_index,
+)
+from rl_relay.stopping.settings import SECTION
 
 logger = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {"n_startup_trials": 10, "multivariate": True, "seed": None}
+#: Set by ``rl-relay hpo`` (not in the settings file) when Optuna's pruners stop jobs: the
+#: study then lives in this journal file under this name, and every job is told its trial.
+STORAGE_SETTINGS = ("storage", "study_name")
 INSTALL = "'tpe' needs the optuna package: pip install 'rl-relay[tpe]'"
 
 
@@ -68,17 +81,33 @@ class TPESearch:
         n_startup_trials: int = DEFAULTS["n_startup_trials"],
         multivariate: bool = DEFAULTS["multivariate"],
         seed: int | None = None,
+        storage: str | None = None,
+        study_name: str | None = None,
     ) -> None:
         optuna = _optuna()
         self.params = list(params)
         self.distributions = distributions(self.params)
         self.settings = {"n_startup_trials": int(n_startup_trials), "multivariate": multivariate}
         self.seed = seed
-        self.study = optuna.create_study(
-            direction="minimize" if minimize else "maximize", sampler=self._sampler()
-        )
+        self.storage = storage
+        if storage is None:
+            self.study = optuna.create_study(
+                direction="minimize" if minimize else "maximize", sampler=self._sampler()
+            )
+        else:  # shared with the jobs, which report to their trials (early stopping)
+            from rl_relay.stopping.pruner import journal_storage
+
+            self.study = optuna.create_study(
+                storage=journal_storage(storage),
+                study_name=study_name,
+                load_if_exists=True,
+                direction="minimize" if minimize else "maximize",
+                sampler=self._sampler(),
+            )
         #: configuration -> numbers of its asked trials still waiting for a result
         self.pending: dict[Config, list[int]] = {}
+        #: the number of the trial the last ``ask`` created
+        self.last_trial: int | None = None
 
     def _sampler(self) -> Any:
         optuna = _optuna()
@@ -102,15 +131,31 @@ class TPESearch:
         trial = self.study.ask(self.distributions)
         config = self._config(trial.params)
         self.pending.setdefault(config, []).append(trial.number)
+        self.last_trial = trial.number
         return config
 
-    def tell(self, config: Config, value: float) -> None:
-        """The result of an asked configuration, or (after a lost ask) a trial of its own."""
+    def tell(
+        self, config: Config, value: float, trial: int | None = None, pruned: bool = False
+    ) -> None:
+        """The result of an asked configuration, or (after a lost ask) a trial of its own.
+
+        ``trial``: the trial the job says it ran as (early stopping with Optuna's pruners);
+        ``pruned``: it was stopped early, so the study marks it PRUNED (ranked by its last
+        reported score, as Optuna does) rather than COMPLETE.
+        """
         waiting = self.pending.get(config)
-        if waiting:
-            self.study.tell(waiting.pop(0), value)
+        if trial is not None and waiting and trial in waiting:
+            waiting.remove(trial)
+        elif waiting:
+            trial = waiting.pop(0)
+        if trial is not None:
             if not waiting:
-                del self.pending[config]
+                self.pending.pop(config, None)
+            if pruned:
+                state = _optuna().trial.TrialState.PRUNED
+                self.study.tell(trial, state=state, skip_if_finished=True)
+            else:
+                self.study.tell(trial, value, skip_if_finished=True)
             return
         optuna = _optuna()
         self.study.add_trial(
@@ -140,6 +185,22 @@ class TPEOptimizer(RelayOptimizer):
     @classmethod
     def make_search(cls, space: list[Param], minimize: bool, settings: dict[str, Any]) -> TPESearch:
         return TPESearch(space, minimize, **{**DEFAULTS, **settings})
+
+    def ask(self) -> dict[str, Any]:
+        settings = super().ask()
+        if self.search.storage is not None:  # the job reports to its trial
+            settings[SECTION] = {"trial": self.search.last_trial}
+        return settings
+
+    def tell_search(self, row: Any, value: float) -> None:
+        trial = row.get(f"{SECTION}.trial")
+        pruned = row.get(STOPPED_EARLY)
+        self.search.tell(
+            config_from_row(self.space, row),
+            value,
+            trial=None if trial is None or not finite(trial) else int(trial),
+            pruned=bool(pruned) and finite(pruned),
+        )
 
 
 def settings_problems(

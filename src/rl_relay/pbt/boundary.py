@@ -72,6 +72,8 @@ class MemberBoundary:
     #: The values cluster_utils sampled for this member, by parameter name.
     sampled: dict[str, Any] = field(default_factory=dict)
     wait_seconds: float = WAIT_SECONDS
+    #: A member is one learning run.
+    interleaved: bool = False
 
     def _score(self, progress: Path) -> float:
         """The last reward_column value of an iteration; the worst score when there is none."""

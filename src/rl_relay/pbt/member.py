@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_relay.atomic import atomic_path
+from rl_relay.atomic import atomic_path, write_once_json
 from rl_relay.layout import PBT_SPEC
 from rl_relay.paramtree import plain
 from rl_relay.pbt import records as rec
@@ -144,7 +144,7 @@ def _lineage(spec: MemberSpec, before: int) -> tuple[tuple[int, int], ...]:
 
 
 def write_spec(spec: MemberSpec) -> None:
-    rec.write_once_json(spec.population_dir / PBT_SPEC, spec.to_dict())
+    write_once_json(spec.population_dir / PBT_SPEC, spec.to_dict())
 
 
 def copy_checkpoint(checkpoint: str, target_dir: Path) -> str:

@@ -21,13 +21,12 @@ import logging
 import math
 import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_relay.atomic import atomic_write_json, fsync_dir
+from rl_relay.atomic import write_once_json
 from rl_relay.paramtree import plain
 
 logger = logging.getLogger(__name__)
@@ -95,34 +94,6 @@ class Record:
             lineage=tuple((int(b), int(d)) for b, d in data.get("lineage") or ()),
             reason=data.get("reason"),
         )
-
-
-def write_once_json(target: str | os.PathLike[str], obj: Any) -> bool:
-    """Create ``target`` with ``obj`` atomically unless it exists; True if this call created it.
-
-    ``atomic_write_json`` writes a private staging file (temporary file, fsync, rename);
-    ``os.link`` then creates the final name only if absent, so of two racing writers exactly
-    one wins and nobody ever sees half a file.
-    """
-    target = Path(target)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.staged")
-    atomic_write_json(staging, obj)
-    try:
-        os.link(staging, target)
-        created = True
-    except FileExistsError:
-        created = False
-    except OSError:  # a file system without hard links: rename, after a last look
-        if target.exists():
-            created = False
-        else:
-            os.replace(staging, target)
-            created = True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            staging.unlink()
-    fsync_dir(target.parent)
-    return created
 
 
 def read_json(path: Path) -> Any | None:

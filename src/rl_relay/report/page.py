@@ -22,6 +22,7 @@ from rl_relay.report.figures import (
 )
 from rl_relay.report.model import DONE, FAILED, RUNNING, JobInfo, Results
 from rl_relay.report.reevaluation_section import reevaluation_section
+from rl_relay.report.stopping_section import stopping_section
 
 logger = logging.getLogger("rl_relay.report.command")
 
@@ -301,6 +302,7 @@ def write_report(
         _jobs_section(results, out),
         *reevaluation_section(results.directory, results.metric, out, _table, _img, _e),
         *_pbt_section(results, out),
+        *stopping_section(results, out, _table, _img, _e),
     ]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

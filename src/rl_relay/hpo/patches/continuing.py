@@ -21,6 +21,7 @@ from typing import Any
 
 from rl_relay.hpo.continuation import finished_jobs, next_job_id
 from rl_relay.layout import JOB_SETTINGS, ResultsPaths
+from rl_relay.stopping import settings as stopping_settings
 
 
 def _tuples(value: Any) -> Any:
@@ -94,7 +95,16 @@ def continuing_hp_optimization(
 
             members = job_params_for_pbt(hpo_settings, result_dir)
             return original(**{**kwargs, "other_params": {**kwargs["other_params"], **members}})
-        settings = dict(kwargs.get("optimizer_settings") or {})
+        # early stopping: every job gets the section and where decisions are recorded, and
+        # the tpe search keeps its study where the jobs report (rule "optuna")
+        kwargs["other_params"] = {
+            **kwargs["other_params"],
+            **stopping_settings.job_params(hpo_settings, result_dir),
+        }
+        settings = {
+            **(kwargs.get("optimizer_settings") or {}),
+            **stopping_settings.optimizer_settings(hpo_settings, result_dir),
+        }
         metric, minimize = kwargs["metric_to_optimize"], kwargs["minimize"]
         params, hooks = kwargs["optimized_params"], kwargs.get("report_hooks")
         cls = optimizer_dict[optimizer_str]
