@@ -215,3 +215,21 @@ def test_job_rewards_are_the_finished_runs_rewards(tmp_path) -> None:
     state = state.succeeded(state.next_step(), "/m", "").with_reward(0, 500.0)
     save_state(JobPaths(tmp_path).state, state)  # run 1 not done, no reward
     assert job_rewards(tmp_path) == [500.0]
+
+
+def test_an_early_stopping_search_chains_its_trainings_and_evaluates_each_rung(tmp_path) -> None:
+    """The same total training per job, in 4 chained iterations evaluated at each end; the
+    budget in env steps is what the rounds of the search fill (runs.rl_relay_search)."""
+    search_ = search(16, 10_000, 10, 1, 101, 1)
+    out = rl_relay_settings(search_, "cem~asha", tmp_path, "search")
+    fixed = out["fixed_params"]
+    assert fixed["training_iterations"] * fixed["config.rl_common_config.total_timesteps"] == 10_000
+    assert fixed["config.rl_common_config.evaluations"] == fixed["training_iterations"] == 4
+    assert out["early_stopping"]["rule"] == "asha"
+    assert out["optimization_setting"]["number_of_samples"] == 16  # the first round
+    pruned = rl_relay_settings(search_, "tpe~pruned", tmp_path, "search")
+    assert pruned["early_stopping"] == {
+        "rule": "optuna", "pruner": "median", "n_startup_trials": 10, "n_warmup_steps": 1,
+    }  # fmt: skip
+    plain = rl_relay_settings(search_, "cem", tmp_path, "search")
+    assert "early_stopping" not in plain and plain["fixed_params"]["training_iterations"] == 1

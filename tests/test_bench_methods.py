@@ -17,6 +17,7 @@ from bench.hpo_quality.methods import (
     RL_RELAY_METHODS,
     ZOO_METHODS,
     Method,
+    is_known,
     label,
     parse_method,
 )
@@ -115,3 +116,31 @@ def test_pbt_is_a_row_saying_why_it_is_not_compared() -> None:
     state, _ = availability(["pbt", "cem"], Env.current())
     assert state["pbt"][0] == "skipped" and "schedule" in state["pbt"][1]
     assert state["cem"] == ("", "")
+
+
+# -- early stopping methods ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, stopping, share, readable",
+    [
+        ("cem~asha", "asha", 100, "CEM, ASHA early stopping"),
+        ("random~median%50", "median", 50, "random search (nevergrad), median-rule early"
+         " stopping, 50% of the env steps"),
+        ("tpe~ce~pruned%80", "pruned", 80, "TPE, shared eval episodes, Optuna's median pruner,"
+         " 80% of the env steps"),
+    ],
+)  # fmt: skip
+def test_early_stopping_methods_are_read_and_named(name, stopping, share, readable) -> None:
+    method = parse_method(name)
+    assert (method.stopping, method.share) == (stopping, share)
+    assert method.label == readable and is_known(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["cem~pruned", "cem~asha~median", "cem%50", "cem~asha%0", "cem~asha%101", "cem~late~asha",
+     "cem+2x2~asha", "zoo~asha"],
+)  # fmt: skip
+def test_early_stopping_methods_that_cannot_run_are_unknown(name: str) -> None:
+    assert not is_known(name)

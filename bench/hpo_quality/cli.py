@@ -59,7 +59,9 @@ TASKS = {
     }),
 }  # fmt: skip
 DEFAULT_METHODS = ("zoo", "zoo-median", "cem", "cem@2", "twopointsde", "genetic", "dgd", "pbt")
-QUICK_METHODS = ("zoo", "cem@2", "twopointsde+1x2", "genetic", "dgd", "tpe~ce", "pbt")
+QUICK_METHODS = (
+    "zoo", "cem@2", "twopointsde+1x2", "genetic", "dgd", "tpe~ce", "cem~asha", "tpe~pruned", "pbt"
+)  # fmt: skip
 FULL = {"repeats": 3, "reeval_seeds": 6}
 QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
@@ -96,6 +98,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, help="trainings per search (default: the settings')")
     p.add_argument("--budget", type=int, help="env steps per training (default: the settings')")
     p.add_argument("--repeats", type=int, help="searches per method, seeds differ (3)")
+    p.add_argument(
+        "--from-repeat",
+        type=int,
+        default=0,
+        help="run and report only repeats from this one on (search seeds 100 + it and up):"
+        " new seeds to confirm a variant chosen on the first ones (0)",
+    )
     p.add_argument("--reeval-seeds", type=int, help="seeds re-evaluating each choice (6)")
     p.add_argument("--eval-episodes", type=int, help="default: the settings file's")
     p.add_argument("--runs-per-job", type=int, help="rl-relay; default: the settings file's")
@@ -191,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     missing, use_hpo = availability(args.methods, env)
     outcomes: list[Outcome] = []
     todo = []
-    for repeat in range(args.repeats):
+    for repeat in range(args.from_repeat, args.repeats):
         for method in args.methods:
             saved = out / "searches" / f"{method}-r{repeat}.json"
             if saved.exists():

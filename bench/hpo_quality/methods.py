@@ -1,7 +1,8 @@
 """The methods the benchmark compares: the compact syntax users type, and readable names.
 
 A method is typed (``--methods``) and saved (``searches/<method>-r<repeat>.json``) in a
-compact syntax, ``base[@R][+KxM][~ce][~free][~late]`` (e.g. ``tpe@2~ce~late``); every table
+compact syntax, ``base[@R][+KxM][~ce][~free][~late][~asha|~median|~pruned][%P]`` (e.g.
+``tpe@2~ce~late``, ``cem~asha%80``); every table
 and plot shows its readable name instead, derived by a rule from the parts
 (``TPE, 2 runs per job, shared eval episodes, late-window score``).
 """
@@ -16,6 +17,7 @@ ZOO_METHODS = {"zoo": "none", "zoo-median": "median", "zoo-native": "none"}
 #: rl-relay's searches -> cluster_utils' ``optimizer_str``
 RL_RELAY_METHODS = {
     "cem": "cem_metaoptimizer",
+    "random": "nevergrad",
     "twopointsde": "nevergrad",
     "genetic": "genetic",
     "dgd": "dgd",
@@ -34,6 +36,7 @@ BASE_NAMES = {
     "zoo-median": "rl-zoo3 TPE + median pruner",
     "zoo-native": "rl-zoo3 TPE on its own space",
     "cem": "CEM",
+    "random": "random search (nevergrad)",
     "twopointsde": "differential evolution (nevergrad)",
     "genetic": "genetic",
     "dgd": "grid descent (DGD)",
@@ -46,6 +49,12 @@ METHOD_FLAGS = {
     "ce": "shared eval episodes",
     "free": "ask when a worker is free",
     "late": "late-window score",
+}
+#: the ``~`` suffixes that turn on early stopping (at most one), with their readable names
+STOPPING_FLAGS = {
+    "asha": "ASHA early stopping",
+    "median": "median-rule early stopping",
+    "pruned": "Optuna's median pruner",
 }
 
 
@@ -63,6 +72,9 @@ class Method:
     ``~late``: a run's score is the mean of its last 3 of 5 evaluations spread over the
     training (at 60, 80 and 100% of it), not the final one alone: a configuration that
     learned early and stayed good beats one that got a lucky last snapshot.
+    ``~asha``, ``~median``, ``~pruned``: each training is split into chained iterations whose
+    boundaries are rungs where poor jobs stop (docs/early_stopping.md); the search runs more
+    jobs until it has used ``%P`` percent of the zoo's nominal budget.
     """
 
     base: str
@@ -72,6 +84,11 @@ class Method:
     shared_episodes: bool = False  # ~ce
     ask_when_free: bool = False  # ~free
     late_window: bool = False  # ~late
+    #: ``~asha``, ``~median`` or ``~pruned`` (tpe only): early stopping at the boundaries of
+    #: chained iterations; the search then runs jobs until it has used ``share`` percent of
+    #: the zoo's nominal env steps (``%P``, 100 by default)
+    stopping: str = ""
+    share: int = 100
 
     @property
     def picks(self) -> bool:
@@ -91,15 +108,29 @@ class Method:
             parts.append(f"best {self.top} re-run {self.reruns} times")
         flags = (self.shared_episodes, self.ask_when_free, self.late_window)
         parts += [name for name, on in zip(METHOD_FLAGS.values(), flags, strict=True) if on]
+        if self.stopping:
+            parts.append(STOPPING_FLAGS[self.stopping])
+        if self.share != 100:
+            parts.append(f"{self.share}% of the env steps")
         return ", ".join(parts)
 
 
 def parse_method(name: str) -> Method:
     """``Method`` of ``name``; ValueError saying what is wrong."""
+    full = name
+    name, percent, share = name.partition("%")
+    if percent and not (share.isdigit() and 1 <= int(share) <= 100):
+        raise ValueError(f"{full!r}: %P needs a whole percentage from 1 to 100")
     core, *flags = name.split("~")
-    if any(f not in METHOD_FLAGS for f in flags) or len(set(flags)) < len(flags):
-        known = " and ".join(f"~{flag} ({what})" for flag, what in METHOD_FLAGS.items())
-        raise ValueError(f"{name!r}: the ~ suffixes are {known}, each at most once")
+    every = {**METHOD_FLAGS, **STOPPING_FLAGS}
+    stopping = [f for f in flags if f in STOPPING_FLAGS]
+    if any(f not in every for f in flags) or len(set(flags)) < len(flags) or len(stopping) > 1:
+        known = " and ".join(f"~{flag} ({what})" for flag, what in every.items())
+        raise ValueError(
+            f"{full!r}: the ~ suffixes are {known}, each at most once, one early stopping"
+        )
+    if percent and not stopping:
+        raise ValueError(f"{full!r}: %P goes with early stopping (~asha, ~median, ~pruned)")
     head, plus, pick = core.partition("+")
     base, at, runs = head.partition("@")
     method = Method(base)
@@ -119,6 +150,8 @@ def parse_method(name: str) -> Method:
         shared_episodes="ce" in flags,
         ask_when_free="free" in flags,
         late_window="late" in flags,
+        stopping=stopping[0] if stopping else "",
+        share=int(share) if percent else 100,
     )
 
 
@@ -130,6 +163,8 @@ def is_known(name: str) -> bool:
         return False
     if m.base in ZOO_METHODS:
         return m == Method(m.base)
+    if m.stopping and (m.late_window or m.picks or (m.stopping == "pruned" and m.base != "tpe")):
+        return False  # ~late and +KxM score differently; Optuna's pruner needs tpe's study
     return m.base in RL_RELAY_METHODS
 
 

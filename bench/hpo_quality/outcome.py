@@ -17,7 +17,7 @@ from typing import Any
 
 from rl_relay.job.state_file import read_state
 from rl_relay.layout import JobPaths, StepPaths
-from rl_relay.metrics import TIMESTEPS_COLUMN
+from rl_relay.metrics import STOPPED_EARLY, TIMESTEPS_COLUMN
 from rl_relay.report.files import scalar
 
 from .space import Param, zoo_native_overrides
@@ -142,10 +142,15 @@ def _choice(row: Mapping[str, str], space: Sequence[Param]) -> dict[str, Any]:
     return {p.name: p.coerce(row[p.name]) for p in space}
 
 
-def read_best_job(all_data: Path, space: Sequence[Param], metric: str) -> tuple[float, dict]:
-    """(the metric, the overrides) of the best job in cluster_utils' ``all_data.csv``."""
+def read_best_job(
+    all_data: Path, space: Sequence[Param], metric: str, full_only: bool = False
+) -> tuple[float, dict]:
+    """(the metric, the overrides) of the best job in cluster_utils' ``all_data.csv``;
+    ``full_only``: among jobs not stopped early (as the zoo chooses among complete trials)."""
     with open(all_data, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r.get(metric) not in ("", None, "nan")]
+    if full_only:
+        rows = [r for r in rows if r.get(STOPPED_EARLY) in ("0", "0.0", "False")]
     if not rows:
         raise ValueError(f"{all_data}: no job reported {metric}")
     return float(rows[0][metric]), _choice(rows[0], space)  # cluster_utils writes it best first

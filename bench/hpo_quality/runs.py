@@ -39,6 +39,18 @@ from .space import Param, discretize, fixed_overrides
 #: ``~late``: evaluations spread over each search training, and how many of the last ones
 #: score it (the re-evaluation scores the final one, as for every method)
 LATE_EVALUATIONS, LATE_WINDOW = 5, 3
+#: Early stopping: each training in this many chained iterations, evaluated at the end of
+#: each (the zoo's median pruner evaluates 4 times: ``--n-evaluations 4``)
+STOPPING_ITERATIONS = 4
+#: the early stopping sections, as docs/early_stopping.md recommends them; ``pruned`` is the
+#: zoo's own pruner (rl_zoo3: MedianPruner(n_startup_trials, n_warmup_steps=n_evaluations // 3))
+STOPPING = {
+    "asha": {"rule": "asha", "reduction_factor": 3, "grace_iterations": 1, "min_jobs_per_rung": 3},
+    "median": {"rule": "median", "startup_jobs": 5, "warmup_iterations": 1},
+    "pruned": {"rule": "optuna", "pruner": "median", "n_startup_trials": 10, "n_warmup_steps": 1},
+}
+#: at most this many continuations of an early-stopping search to use its budget
+MAX_ROUNDS = 8
 #: DGD searches ordered value lists: continuous parameters become grids of this many points.
 DGD_GRID_POINTS = 7
 #: rl_zoo3's ``--n-startup-trials`` default: random configurations before TPE guides
@@ -76,6 +88,8 @@ def optimizer_settings(method: str, samples: int, seed: int, trials: int) -> dic
         return {"with_restarts": False, "num_jobs_in_elite": 5}
     if base == "twopointsde":
         return {"opt_alg": "twopointsde"}
+    if base == "random":
+        return {"opt_alg": "randomsearch"}
     if base == "tpe":  # the zoo's sampler settings (rl_zoo3 --n-startup-trials 10)
         # at most 10: the share is of max(trials, samples); at least 1 for tiny searches
         startup = max(1, round(ZOO_STARTUP_TRIALS * samples / max(trials, samples)))
@@ -278,6 +292,15 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         settings["fixed_params"].update(
             {"config.rl_common_config.evaluations": LATE_EVALUATIONS, "reward_window": LATE_WINDOW}
         )
+    if m.stopping:  # the same total training, in chained iterations whose ends are rungs
+        settings["early_stopping"] = dict(STOPPING[m.stopping])
+        settings["fixed_params"].update(
+            {
+                "training_iterations": STOPPING_ITERATIONS,
+                "config.rl_common_config.total_timesteps": s.budget // STOPPING_ITERATIONS,
+                "config.rl_common_config.evaluations": STOPPING_ITERATIONS,
+            }
+        )
     # cluster_utils asks up to n_jobs_per_iteration configurations before their results are
     # in; ~free makes that the number of workers, so each ask sees every finished job.
     ahead = s.workers if m.ask_when_free else max(s.workers, samples // 4)
@@ -299,19 +322,35 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
         launch = "from rl_relay.cli import main; sys.exit(main(['hpo', '--local', *sys.argv[1:]]))"
     else:
         launch = "from rl_relay.local_hpo import main; sys.exit(main(sys.argv[1:]))"
-    cmd = [sys.executable, "-c", _SEEDED + launch, str(s.seed), str(settings_file)]
     started = time.perf_counter()
-    code = start(cmd, REPO, work / "search.log", env).wait()
-    outcome.wall_seconds = time.perf_counter() - started
     results = ResultsPaths(work / name)
-    jobs = _job_dirs(results.working_dirs)
+    m = parse_method(method)
+    samples = json.loads(settings_file.read_text())["optimization_setting"]["number_of_samples"]
+    target = s.trials * s.budget * m.share // 100
+    for round_ in range(MAX_ROUNDS):
+        override = f"optimization_setting.number_of_samples={samples}"
+        seed = str(s.seed + 1000 * round_)  # a continued driver draws new random numbers
+        cmd = [sys.executable, "-c", _SEEDED + launch, seed, str(settings_file), override]
+        code = start(cmd, REPO, work / f"search{round_ or ''}.log", env).wait()
+        jobs = _job_dirs(results.working_dirs)
+        if code != 0 or not m.stopping:
+            break
+        # early stopping frees env steps: more jobs until the budget is used (rl-relay hpo
+        # continues the same search, telling the optimiser every result it had)
+        used = sum(job_env_steps(d) for d in jobs)
+        per_job = used / max(len(jobs), 1)
+        if target - used < per_job:
+            break
+        samples += max(1, int((target - used) // per_job))
+    outcome.wall_seconds = time.perf_counter() - started
     if code != 0 or not results.all_data.exists():
         outcome.status, outcome.detail = "failed", f"exit {code}: {tail(work / 'search.log')}"
         return outcome
     outcome.trials = len(jobs)
     outcome.env_steps = sum(job_env_steps(d) for d in jobs)
-    outcome.estimate, outcome.overrides = read_best_job(results.all_data, s.space, MEAN_REWARD)
-    m = parse_method(method)
+    outcome.estimate, outcome.overrides = read_best_job(
+        results.all_data, s.space, MEAN_REWARD, full_only=bool(m.stopping)
+    )
     if m.picks:
         pick(s, m, results, outcome, work, env)
         outcome.wall_seconds = time.perf_counter() - started
