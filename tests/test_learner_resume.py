@@ -219,6 +219,23 @@ def test_split_training_is_bit_identical(tmp_path, rl, env, total, splits) -> No
     assert any("eval/mean_reward" in r for r in rows(whole))
 
 
+@pytest.mark.parametrize(
+    ("rl", "env", "total"),
+    [(PPO, CARTPOLE, 384), (A2C, CARTPOLE, 384), (SAC, PENDULUM, 420)],
+    ids=["ppo-adam", "a2c-rmsprop", "sac-three-adams"],
+)
+def test_optimizers_run_without_torch_dynamo_train_bit_identically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rl: dict, env: dict, total: int
+) -> None:
+    """The learner keeps torch's optimizers from importing torch._dynamo (learner.eager):
+    the same training, split in 2, as with the optimizers as torch ships them."""
+    eager = train_chain(tmp_path / "eager", rl, env, total // 2, 2)
+    monkeypatch.setenv("RL_RELAY_EAGER_OPTIMIZERS", "0")
+    shipped = train_chain(tmp_path / "shipped", rl, env, total // 2, 2)
+    assert_same_state(eager[-1] / "model", shipped[-1] / "model")
+    assert rows(eager) == rows(shipped)
+
+
 def test_evaluations_spread_over_the_training_leave_it_unchanged(tmp_path: Path) -> None:
     """Three evaluations over 420 steps: at 140, 280 and the end, split or not, and the
     trained state is the one of a training evaluated only at the end."""

@@ -26,11 +26,13 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], sync_dir: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success fsync it and rename it over ``target``.
 
     For writers that want a path rather than a file object (``torch.save``, ``zipfile``).
     On an exception the temporary file is removed and ``target`` is left untouched.
+    ``sync_dir=False`` leaves the directory's fsync to the caller, who writes several files
+    and makes their renames durable with one ``fsync_dir``.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if sync_dir:
+            fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -2,14 +2,23 @@
 
 Signal handlers are installed before the heavy imports, so a preemption signal that comes
 while torch loads is not lost: it stops the training at its first safe point.
+
+Every training iteration is a process of its own, so its fixed costs count once per chained
+iteration: torch's optimizers are kept from importing ``torch._dynamo`` (``eager``; set
+``RL_RELAY_EAGER_OPTIMIZERS=0`` to run them as torch ships them), and the process ends
+without the interpreter's teardown once every file is closed (``exit_now``).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rl_relay import exit_codes
 
@@ -26,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s learner %(levelname)s: %(message)s",
+        format="%(asctime)s.%(msecs)03d learner %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
@@ -48,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from rl_relay.job.resources import job_resources
+    from rl_relay.learner import eager
     from rl_relay.learner.train import train
 
+    if os.environ.get("RL_RELAY_EAGER_OPTIMIZERS", "1") != "0":
+        eager.install()
     resources = job_resources()
     torch.set_num_threads(resources.cpus)
     logging.getLogger("rl_relay.learner").info(
@@ -65,5 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.FAILURE
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code``, skipping the interpreter's teardown.
+
+    The teardown garbage-collects torch's ~1,400 modules, the model and its environments:
+    0.2-0.3 s of every chained iteration (more on a busy machine), for nothing, as every
+    file the learner writes is closed by then. The exit handlers still run (logging's
+    flush among them), then the standard streams are flushed.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """``rl-relay-learn`` and ``python -m rl_relay.learner``."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

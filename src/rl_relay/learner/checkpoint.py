@@ -12,7 +12,6 @@ if used, for ``VecNormalize.load``). All are written atomically.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import random
@@ -27,7 +26,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
-from rl_relay.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from rl_relay.atomic import atomic_path, atomic_write_json, fsync_dir
 from rl_relay.layout import (
     MODEL_ZIP_SUFFIX,
     RESUME_INFO_SUFFIX,
@@ -163,23 +162,26 @@ def save(
     trimmed = _trim_replay_buffer(model)
     if trimmed is not None:
         state["trimmed_buffer"] = (model.replay_buffer.buffer_size, list(trimmed))  # type: ignore[attr-defined]
+    # Each file is streamed into its temporary file (no copy in memory); the directory is
+    # synced once for the three renames, before the info file that marks the checkpoint.
     try:
         state["model"] = model
-        with atomic_path(resume_file(save_path)) as tmp, open(tmp, "wb") as f:
+        with atomic_path(resume_file(save_path), sync_dir=False) as tmp, open(tmp, "wb") as f:
             cloudpickle.dump(state, f)
     finally:
         model._logger = sb3_logger
         for name, value in (trimmed or {}).items():
             setattr(model.replay_buffer, name, value)  # type: ignore[attr-defined]
-    buffer = io.BytesIO()
-    model.save(buffer)
-    atomic_write_bytes(save_path + MODEL_ZIP_SUFFIX, buffer.getvalue())
+    model_zip = Path(save_path + MODEL_ZIP_SUFFIX)
+    with atomic_path(model_zip, sync_dir=False) as tmp, open(tmp, "wb") as f:
+        model.save(f)
     if vec_normalize is not None:
-        with atomic_path(save_path + VECNORMALIZE_SUFFIX) as tmp:
+        with atomic_path(save_path + VECNORMALIZE_SUFFIX, sync_dir=False) as tmp:
             vec_normalize.save(str(tmp))
+    fsync_dir(model_zip.parent)
     info = {
         "checkpoint_bytes": resume_file(save_path).stat().st_size,
-        "model_zip_bytes": len(buffer.getvalue()),
+        "model_zip_bytes": model_zip.stat().st_size,
         "save_seconds": time.perf_counter() - start,
         "previous_load_seconds": load_seconds,
         "num_timesteps": model.num_timesteps,
