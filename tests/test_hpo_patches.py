@@ -22,7 +22,14 @@ from rl_relay.hpo.continuation import (
     next_job_id,
     release_driver_lock,
 )
-from rl_relay.hpo.patches import cem_continue, continuing, job_count, nevergrad_continue
+from rl_relay.hpo.patches import (
+    cem_continue,
+    continuing,
+    job_count,
+    job_results,
+    nevergrad_continue,
+    removal,
+)
 from rl_relay.layout import results_root
 from rl_relay.optimizers.genetic import GeneticOptimizer
 from rl_relay.optimizers.persist import ContinueError
@@ -335,3 +342,74 @@ def test_hpo_refuses_an_unsupported_cluster_utils_before_anything_is_written(
     assert "cluster_utils 3.0.x" in err and "3.1.0 is installed" in err
     assert "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_job_results_are_computed_once_per_set_of_results() -> None:
+    """job_results: the driver's loop asks every finished job several times per turn."""
+    job_results.install()
+    job = finished_job(3, {"config": {"rl_config": {"learning_rate": 0.1}}}, 1.0)
+    first = job.get_results()
+    assert first is not None
+    df, params, metrics = first
+    assert df is job.resulting_df
+    assert params == tuple(sorted(job.param_df.columns))
+    assert metrics == tuple(sorted(job.metric_df.columns)) == (METRIC, "std_eprewmean")
+    assert job.get_results() is first  # not computed again
+    job.metrics = {METRIC: 2.0, "extra": 1.0}
+    job.set_results()  # new results: a new answer
+    assert job.get_results()[2] == tuple(sorted([METRIC, "extra"]))
+    job.resulting_df = None
+    assert job.get_results() is None
+
+
+def test_removal_sleeps_only_before_retrying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """removal: cluster_utils sleeps 0.5 s before every removal, existing or not."""
+    slept: list[float] = []
+    monkeypatch.setattr(removal.time, "sleep", slept.append)
+    removal.rm_dir_full(str(tmp_path / "gone"))
+    tree = tmp_path / "wd" / "run_0.0-0"
+    tree.mkdir(parents=True)
+    (tree / "model.zip").write_text("x")
+    removal.rm_dir_full(str(tmp_path / "wd"))
+    assert not (tmp_path / "wd").exists()
+    assert slept == []
+    stubborn = tmp_path / "stubborn"
+    stubborn.mkdir()
+    monkeypatch.setattr(removal.shutil, "rmtree", lambda *a, **k: None)  # a slow file system
+    removal.rm_dir_full(str(stubborn))
+    assert slept == [removal.RETRY_AFTER]
+    assert "Removing of dir" in caplog.text
+    removal.install()
+    assert job_manager.rm_dir_full is removal.rm_dir_full
+    assert cluster_system.rm_dir_full is removal.rm_dir_full
+
+
+def test_continuing_saves_what_is_left_when_the_driver_ends(tmp_path: Path) -> None:
+    """The state keeps to its share of the time while the HPO runs; what was told since
+    the last save is saved when cluster_utils' hp_optimization returns or raises."""
+    from cluster_utils.server.settings import optimizer_dict
+
+    from rl_relay.optimizers import register
+
+    register(optimizer_dict)
+
+    def original(**kwargs):  # noqa: ANN003, ANN202
+        optimizer = job_manager.initialize_hp_optimizer()
+        assert optimizer.save_every_iteration is False  # remove_working_dirs: false
+        optimizer._next_save = float("inf")  # not due while it runs
+        run(optimizer, 3)
+        raise RuntimeError("Too many jobs failed")
+
+    wrapped = continuing.continuing_hp_optimization(original, {})
+    with pytest.raises(RuntimeError):
+        wrapped(**_hpo_kwargs(tmp_path, 5), remove_working_dirs=False)
+    saved = continuing._told_ids(load_status_of(tmp_path))
+    assert saved == {0, 1, 2}
+
+
+def load_status_of(directory: Path):  # noqa: ANN201
+    import pickle
+
+    return pickle.loads((directory / "status.pickle").read_bytes())

@@ -16,7 +16,7 @@ from cluster_utils.server.job import Job
 from cluster_utils.server.settings import optimizer_dict
 
 from rl_relay.layout import DGD_HISTORY
-from rl_relay.optimizers import optimizer_problems, register
+from rl_relay.optimizers import optimizer_problems, persist, register
 from rl_relay.optimizers.dgd import DGDOptimizer
 from rl_relay.optimizers.genetic import GeneticOptimizer
 from rl_relay.optimizers.persist import ContinueError
@@ -130,10 +130,42 @@ def test_registered_under_their_names() -> None:
     assert "cem_metaoptimizer" in optimizer_dict  # cluster_utils' own stay
 
 
-def test_state_saved_after_every_result_atomically_and_readable(tmp_path: Path) -> None:
+class Clock:
+    """``time.monotonic`` for ``optimizers.persist``, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(persist.time, "monotonic", fake)
+    return fake
+
+
+def saving_takes(monkeypatch: pytest.MonkeyPatch, clock: Clock, seconds: float) -> list[int]:
+    """Make every save take ``seconds`` on ``clock``; returns the number of results each
+    save held."""
+    saves: list[int] = []
+    save_state = persist.save_state
+
+    def slow_save(optimizer: Any, directory: str) -> None:
+        save_state(optimizer, directory)
+        saves.append(len(optimizer.full_df))
+        clock.now += seconds
+
+    monkeypatch.setattr(persist, "save_state", slow_save)
+    return saves
+
+
+def test_state_saved_atomically_and_readable(tmp_path: Path) -> None:
     optimizer = make(GeneticOptimizer, MIXED, seed=1)
     optimizer.state_dir = str(tmp_path)
-    run(optimizer, 1)
+    run(optimizer, 1)  # the first result is saved at once
     for name in ("all_data.csv", "reduced_data.csv", "status.pickle"):
         path = tmp_path / name
         assert path.exists(), name
@@ -142,11 +174,58 @@ def test_state_saved_after_every_result_atomically_and_readable(tmp_path: Path) 
         os.umask(umask)
         assert mode == 0o666 & ~umask  # like cluster_utils' files, not mkstemp's 0600
     run(optimizer, 1, start_id=1)
+    optimizer.flush()  # the driver's last word
     assert len(pd.read_csv(tmp_path / "all_data.csv")) == 2
     saved = pickle.loads((tmp_path / "status.pickle").read_bytes())
     assert saved.n_told == 2 and saved.n_asked == 2
     assert saved.state_dir is None  # never written into an old place after a move
+    assert not saved._changed and saved._next_save == 0.0  # a driver's, not the search's
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_saving_keeps_to_its_share_of_the_time(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save that took 1 s waits 1 / save_share = 20 s for the next; a result waiting
+    for it is saved by the first tell after that (the loop tells every 0.2 s)."""
+    optimizer = make(GeneticOptimizer, MIXED, seed=1)
+    optimizer.state_dir = str(tmp_path)
+    optimizer.save_every_iteration = False
+    saves = saving_takes(monkeypatch, clock, 1.0)
+    run(optimizer, 1)
+    assert saves == [1]  # at once: nothing was saved before
+    clock.now += 5
+    run(optimizer, 2, start_id=1)
+    optimizer.tell([])
+    optimizer.save_data_and_self(str(tmp_path))  # an iteration's end
+    assert saves == [1]
+    clock.now += 15  # 20 s after the end of the first save
+    optimizer.tell([])
+    assert saves == [1, 3]
+    optimizer.flush()  # nothing new
+    assert saves == [1, 3]
+    run(optimizer, 1, start_id=3)
+    optimizer.flush()
+    assert saves == [1, 3, 4]
+    assert len(pd.read_csv(tmp_path / "all_data.csv")) == 4
+
+
+def test_every_iteration_ends_with_a_save_while_working_dirs_are_removed(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cluster_utils removes working directories at an iteration's end: each result must be
+    in the state before its directory goes."""
+    optimizer = make(GeneticOptimizer, MIXED, seed=1)
+    optimizer.state_dir = str(tmp_path)
+    saves = saving_takes(monkeypatch, clock, 1.0)
+    run(optimizer, 2)
+    assert saves == [1]
+    optimizer.save_data_and_self(str(tmp_path))
+    assert saves == [1, 2]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    optimizer.save_data_and_self(str(other))  # not the driver's directory: saved as asked
+    assert (other / "status.pickle").exists()
 
 
 @pytest.mark.parametrize(
@@ -157,6 +236,7 @@ def test_continued_state_goes_on_exactly(tmp_path: Path, cls: type, items: list)
     optimizer = make(cls, items, seed=3)
     optimizer.state_dir = str(tmp_path)
     run(optimizer, 6)
+    optimizer.flush()
     twin = pickle.loads(pickle.dumps(optimizer))
     loaded = cls.try_load_from_pickle(
         str(tmp_path / "status.pickle"), distributions(items), METRIC, False, None, seed=3
@@ -191,6 +271,7 @@ def test_dgd_writes_the_history_of_the_best(tmp_path: Path) -> None:
     optimizer = make(DGDOptimizer, ORDERED, seed=0)
     optimizer.state_dir = str(tmp_path)
     run(optimizer, 12)
+    optimizer.flush()
     rows = pd.read_csv(tmp_path / DGD_HISTORY)
     assert list(rows.columns) == [
         "config.rl_config.learning_rate",

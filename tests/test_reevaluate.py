@@ -141,6 +141,10 @@ def test_selection_bias_and_an_honest_reevaluation(tmp_path: Path) -> None:
         with open(results / "all_data.csv") as f:
             best = max(float(r["mean_eprewmean"]) for r in csv.DictReader(f))
         biases.append(best - true_value)
+        dry = reevaluate(results, "--top", "1", "--runs", "6", "--local", "--dry-run")
+        assert dry.returncode == 0, dry.stderr[-2000:]
+        assert "Would re-evaluate 1 configuration(s) x 6 runs" in dry.stdout
+        assert not (results / "reevaluation").exists()  # the choice only: nothing written
         proc = reevaluate(results, "--top", "1", "--runs", "6", "--local")
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "Recommended: the configuration of search job" in proc.stdout

@@ -188,8 +188,8 @@ class DGDOptimizer(RelayOptimizer):
     def make_search(cls, space: list[Param], minimize: bool, settings: dict[str, Any]) -> DGDSearch:
         return DGDSearch(space, minimize, dict(settings.get("start") or {}), settings.get("seed"))
 
-    def save_data_and_self(self, directory: str) -> None:
-        super().save_data_and_self(directory)
+    def write_state(self, directory: str) -> None:
+        super().write_state(directory)
         text = self.search.history_csv(self.metric_to_optimize)
         write_result_file(ResultsPaths(Path(directory)).dgd_history, text.encode())
 

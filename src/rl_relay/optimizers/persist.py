@@ -1,11 +1,22 @@
-"""An optimiser's state on disk after every result, so that a killed HPO driver loses nothing.
+"""An optimiser's state on disk, atomically and soon after every result, never O(results²).
 
 cluster_utils 3.0 writes ``status.pickle`` (and ``all_data.csv``, ``reduced_data.csv``)
 only after each optimiser iteration, i.e. every ``n_jobs_per_iteration`` results, and not
-atomically: a driver killed in between loses the results told since, and one killed while
-writing leaves a truncated pickle that cannot be continued. ``Continuable`` is mixed into
-every optimiser ``rl-relay hpo`` runs (cluster_utils' own ones included): after every tell
-that brought results, the three files are rewritten atomically (``rl_relay.atomic``).
+atomically: one killed while writing leaves a truncated pickle that cannot be continued.
+``Continuable`` is mixed into every optimiser ``rl-relay hpo`` runs (cluster_utils' own ones
+included) and rewrites the three files atomically (``rl_relay.atomic``).
+
+Each save rewrites every result, so saving after every result costs O(results) per
+result, O(results²) over a search (at 1,000 jobs a fifth of a second per result, most of
+the driver's time). A result is not lost for not being saved yet: its job's working
+directory holds it (``metrics.csv``, written before the driver hears of it) and a
+restarted driver tells it again (``hpo.patches.continuing.recover_results``). So a result
+is saved once saving has had its share: after a save that took s seconds the next comes
+no sooner than s / ``save_share`` seconds later (saving takes at most 5% of the driver's
+time, and a result waits a few seconds at most); small searches save after every result
+as before. Every optimiser iteration still ends with a save when cluster_utils removes the
+working directories there (``remove_working_dirs``, its default), before they go, and the
+driver saves whatever is left when it ends (``flush``).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import logging
 import math
 import os
 import pickle
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -142,8 +154,12 @@ def check_same_params(optimizer: Any, names: list[str], file: str | os.PathLike[
         )
 
 
+#: Attributes of a driver's run, not of the search: never pickled.
+_RUNTIME = ("state_dir", "save_every_iteration", "_changed", "_next_save")
+
+
 class Continuable:
-    """Mixin for cluster_utils ``Optimizer`` subclasses: state saved after every result.
+    """Mixin for cluster_utils ``Optimizer`` subclasses: state saved soon after every result.
 
     ``state_dir`` is set by the driver (``rl-relay hpo``) and deliberately not pickled: a
     moved results directory must not make a continued optimiser write into the old place.
@@ -154,6 +170,15 @@ class Continuable:
     state_dir: str | None = None
     n_asked: int = 0
     n_told: int = 0
+    #: Saving may take at most this share of the time (see the module's doc).
+    save_share: ClassVar[float] = 0.05
+    #: Save at every optimiser iteration's end whatever the share (set by the driver: True
+    #: when cluster_utils removes the working directories there).
+    save_every_iteration: bool = True
+    #: Whether results (or an iteration's end) came since the last save, and when
+    #: (``time.monotonic``) the next save may be.
+    _changed: bool = False
+    _next_save: float = 0.0
     #: The class a saved state must be an instance of (None: this class; cluster_utils'
     #: own class for its optimisers, whose states plain cluster_utils may have saved).
     saved_class: ClassVar[type | None] = None
@@ -196,20 +221,53 @@ class Continuable:
         return settings
 
     def tell(self, jobs: Any) -> None:
+        """Learn the results (cluster_utils' loop calls this every 0.2 s, often with none),
+        and save when results wait and saving has had its share of the time."""
         jobs = list(jobs) if isinstance(jobs, list | tuple) else [jobs]
         with_results = [job for job in jobs if job.get_results() is not None]
         super().tell(jobs)  # type: ignore[misc]
         if with_results:
             self.n_told += len(with_results)
-            if self.state_dir is not None:
-                self.save_data_and_self(self.state_dir)
+            self._changed = True
+        self._save_if_due()
+
+    def _save_if_due(self) -> None:
+        if self._changed and self.state_dir is not None and time.monotonic() >= self._next_save:
+            self.save_now()
+
+    def save_now(self) -> None:
+        """Write the state into ``state_dir`` at once."""
+        assert self.state_dir is not None
+        start = time.monotonic()
+        self.write_state(self.state_dir)
+        end = time.monotonic()
+        self._changed = False
+        self._next_save = end + (end - start) / self.save_share
+
+    def flush(self) -> None:
+        """Save what changed since the last save (the driver ends)."""
+        if self._changed and self.state_dir is not None:
+            self.save_now()
 
     def save_data_and_self(self, directory: str) -> None:
+        """cluster_utils' save, at the end of every optimiser iteration of its loop."""
+        if self.state_dir is None or Path(directory) != Path(self.state_dir):
+            self.write_state(directory)  # not rl-relay's driver: as cluster_utils does
+            return
+        self._changed = True  # the iteration count at least
+        if self.save_every_iteration:
+            self.save_now()
+        else:
+            self._save_if_due()
+
+    def write_state(self, directory: str) -> None:
+        """The files of the state (subclasses add theirs)."""
         save_state(self, directory)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("state_dir", None)
+        for name in _RUNTIME:
+            state.pop(name, None)
         return state
 
 

@@ -1,6 +1,6 @@
 """Re-run an HPO's best configurations on fresh seeds: the honest score.
 
-    rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--local] ['key=value' ...]
+    rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--local] [--dry-run] ['key=value' ...]
 
 Takes the K best jobs of a finished (or running) HPO, reads each one's exact parameter
 values from its ``settings.json``, and runs them again through cluster_utils'
@@ -10,7 +10,8 @@ runs each, on seeds that no job of the search used, on the search's backend. Wri
 interval beside the search's estimate), prints the table and which configuration it
 recommends. Started again, it continues: finished re-evaluation jobs are not run twice.
 ``key=value`` strings change the grid search's settings (e.g.
-``'cluster_requirements.request_cpus=2'``).
+``'cluster_requirements.request_cpus=2'``). ``--dry-run`` prints the choice (configurations,
+base seed) and stops before anything is written or submitted.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "cluster_utils' local backend even where sbatch/condor_q exist (as rl-relay hpo"
         " --local; the default is the search's own backend)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the configurations and the base seed it would run, and stop there",
     )
     parser.add_argument(
         "overrides",
@@ -188,6 +194,18 @@ def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def _choice_text(candidates: list[Candidate], runs: int, base: int) -> str:
+    """What a re-evaluation would run (``--dry-run``)."""
+    lines = [
+        f"Would re-evaluate {len(candidates)} configuration(s) x {runs} runs on fresh seeds"
+        f" (base seed {base}):"
+    ]
+    for c in candidates:
+        values = ", ".join(f"{k}={v!r}" for k, v in c.values.items())
+        lines.append(f"  search job {c.job_id} (search estimate {c.estimate:.4g}): {values}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from rl_relay.hpo.patches import UnsupportedClusterUtils, require_supported
     from rl_relay.report.load import NoResultsError, find_procedure_dir
@@ -232,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
     except (ReevaluationError, NoResultsError) as err:
         print(f"rl-relay reevaluate: {err}", file=sys.stderr)
         return exit_codes.FAILURE
+    if args.dry_run:
+        print(_choice_text(candidates, args.runs, base))
+        return exit_codes.SUCCESS
     workdir = Path(record.get("cwd", "."))
     if workdir.is_dir() and workdir.resolve() != Path.cwd().resolve():
         print(f"Running from {workdir}, where the search ran (its relative paths start there)")

@@ -8,7 +8,9 @@ source, one module per change, each naming the defect or the missing feature it 
 - ``continuing``: an HPO continues where its results directory stands;
 - ``job_count``: one job more than ``number_of_samples`` is started;
 - ``results_dir``: an existing results directory makes it ask on the keyboard;
-- ``local_backend``: ``--local`` even where a scheduler is installed.
+- ``local_backend``: ``--local`` even where a scheduler is installed;
+- ``job_results``: the driver's loop costs more per turn the more jobs are done;
+- ``removal``: removing working directories sleeps 0.5 s each, all of them every iteration.
 
 They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
 check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.
@@ -73,8 +75,10 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
         cem_continue,
         continuing,
         job_count,
+        job_results,
         local_backend,
         nevergrad_continue,
+        removal,
         results_dir,
     )
     from rl_relay.optimizers import register
@@ -84,6 +88,8 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
     register(optimizer_dict)
     results_dir.install()
     job_count.install()
+    job_results.install()
+    removal.install()
     continuing.install(settings or {})
     if local:
         local_backend.install()

@@ -122,6 +122,9 @@ def continuing_hp_optimization(
                 **settings,
             )
         optimizer.state_dir = str(result_dir)
+        # every iteration's end must save before cluster_utils removes the working
+        # directories there; else saving keeps to its share of the time (optimizers.persist)
+        optimizer.save_every_iteration = bool(kwargs.get("remove_working_dirs", True))
         recovered = recover_results(optimizer, result_dir, metric, kwargs["opt_procedure_name"])
         done = len(optimizer.full_df)
         remaining = kwargs["number_of_samples"] - done
@@ -151,12 +154,17 @@ def continuing_hp_optimization(
             )
             return optimizer
 
-        with _patched(
-            job_manager,
-            initialize_hp_optimizer=preloaded,
-            get_cluster_type=_numbering_from(job_manager.get_cluster_type, first_id),
-        ):
-            return original(**{**kwargs, "number_of_samples": remaining})
+        try:
+            with _patched(
+                job_manager,
+                initialize_hp_optimizer=preloaded,
+                get_cluster_type=_numbering_from(job_manager.get_cluster_type, first_id),
+            ):
+                return original(**{**kwargs, "number_of_samples": remaining})
+        finally:
+            flush = getattr(optimizer, "flush", None)
+            if flush is not None:  # what was told since the last save (Continuable)
+                flush()
 
     return hp_optimization
 

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""How an HPO's driver, report and re-evaluation scale with the number of jobs.
+
+Runs ``rl-relay hpo --local`` (cluster_utils' CEM, ``--per-iteration`` jobs per optimiser
+iteration, 2 at a time on 2 cores) with a trivial learner (the tests' stand-in: the real
+job script ``wrappers/run_learning.py``, whose learning command counts to 1 and writes a
+reward; no training) at each of ``--sizes`` jobs, then ``rl-relay report`` and ``rl-relay
+reevaluate --dry-run`` (the selection, everything before jobs are submitted) on its
+results, and prints per size:
+
+- the driver's wall time per job, and its own CPU time per job (the jobs' CPU excluded:
+  what grows if the driver does more per job as the search grows; want flat);
+- the driver's peak resident memory (want at most 500 MB);
+- ``rl-relay report``'s and the re-evaluation's selection wall time (want the report
+  within 10 s at 1,000 jobs);
+- the sizes of ``status.pickle``, ``all_data.csv`` and a job's ``restarts.json``.
+
+The table is Markdown (docs/scale.md quotes it); ``--out DIR`` also draws the curves into
+``DIR/scale.png``.
+``--profile`` writes a cProfile of the driver at each size (``DIR/driver_<n>.prof``).
+Run from the repo root: ``python bench/scale.py [--sizes 50 200 1000] [--out docs]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from rl_relay.layout import ResultsPaths  # noqa: E402
+
+STAND_IN = REPO / "tests" / "stand_ins" / "learner.py"
+#: Runs the driver in-process and records its own CPU time and peak memory at exit
+#: (resource's RUSAGE_SELF: the driver alone, not the jobs it starts).
+DRIVER = """
+import atexit, cProfile, json, resource, sys
+record, profile = sys.argv[1], sys.argv[2]
+sys.argv = ["rl-relay", *sys.argv[3:]]
+profiler = cProfile.Profile() if profile else None
+
+def save():
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(record, "w") as f:
+        json.dump({"cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss}, f)
+
+atexit.register(save)
+from rl_relay.cli import main
+if profiler is not None:
+    profiler.enable()
+sys.exit(main())
+"""
+
+
+@dataclass
+class Figures:
+    jobs: int
+    driver_wall: float
+    driver_cpu: float
+    driver_rss_mb: float
+    report_wall: float
+    reevaluate_wall: float
+    status_pickle_kb: float
+    all_data_kb: float
+    restarts_kb: float
+    load: float
+
+    @property
+    def wall_per_job(self) -> float:
+        return self.driver_wall / self.jobs
+
+    @property
+    def cpu_per_job(self) -> float:
+        return self.driver_cpu / self.jobs
+
+
+def write_templates(directory: Path) -> Path:
+    """The stand-in learner's template index (as tests/conftest.py writes it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rl = {
+        "learning_rate": 1.0,
+        "ticks": 1,
+        "tick_seconds": 0.0,
+        "policy_kwargs": {"net_arch": [64, 64]},
+        "fail_dirs": [],
+        "load_path": "",
+        "save_path": "",
+        "log_path": "",
+    }
+    (directory / "rl.json").write_text(json.dumps(rl))
+    common = {"seed": 0, "training_iteration": 0, "training_iterations": 1}
+    (directory / "common.json").write_text(json.dumps(common))
+    index = directory / "index.json"
+    index.write_text(json.dumps({"rl_config": "rl.json", "rl_common_config": "common.json"}))
+    return index
+
+
+def write_settings(tmp: Path, jobs: int, per_iteration: int) -> Path:
+    settings = {
+        "optimization_procedure_name": "scale",
+        "results_dir": str(tmp / "results"),
+        "run_in_working_dir": True,
+        "no_user_interaction": True,
+        "generate_report": "never",
+        "script_relative_path": "wrappers/run_learning.py",
+        "remove_jobs_dir": True,
+        "remove_working_dirs": False,
+        "environment_setup": {"virtual_env_path": sys.prefix},
+        "cluster_requirements": {"request_cpus": 1, "max_cpus": 2},
+        "fixed_params": {
+            "config.config_templates": str(write_templates(tmp / "templates")),
+            "learning_command": [sys.executable, str(STAND_IN)],
+            "learning_runs_per_job": 1,
+            "max_attempts": 1,
+            "training_iterations": 1,
+        },
+        "optimized_params": [
+            {
+                "param": "config.rl_config.learning_rate",
+                "distribution": "TruncatedLogNormal",
+                "bounds": [0.1, 3.0],
+            },
+            {
+                "param": "config.rl_config.policy_kwargs.net_arch:1",
+                "distribution": "IntNormal",
+                "bounds": [16, 256],
+            },
+        ],
+        "optimizer_str": "cem_metaoptimizer",
+        "optimizer_settings": {"with_restarts": False, "num_jobs_in_elite": 5},
+        "optimization_setting": {
+            "metric_to_optimize": "mean_eprewmean",
+            "minimize": False,
+            "number_of_samples": jobs,
+            "n_jobs_per_iteration": per_iteration,
+            "run_local": True,
+        },
+        "num_best_jobs_whose_data_is_kept": 3,
+    }
+    path = tmp / "settings.json"
+    path.write_text(json.dumps(settings, indent=2))
+    return path
+
+
+def environment(tmp: Path) -> dict[str, str]:
+    cache = tmp / "cu_cache"
+    cache.mkdir(exist_ok=True)
+    return dict(os.environ, PYTHONPATH=str(REPO / "src"), CLUSTER_UTILS_CACHE_DIR=str(cache))
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> float:
+    """Wall time of ``argv`` run to its end (output into ``log``); fails loudly."""
+    start = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.run(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"{argv[2:5]} exited {proc.returncode}; its output ends:\n{tail}")
+    return seconds
+
+
+def kib(path: Path) -> float:
+    return path.stat().st_size / 1024 if path.exists() else 0.0
+
+
+def measure(jobs: int, per_iteration: int, profile_dir: Path | None, keep: Path | None) -> Figures:
+    with tempfile.TemporaryDirectory(prefix=f"rl-relay-scale-{jobs}-") as name:
+        tmp = Path(keep / str(jobs)) if keep else Path(name)
+        tmp.mkdir(parents=True)
+        env = environment(tmp)
+        settings = write_settings(tmp, jobs, per_iteration)
+        record = tmp / "driver.json"
+        profile = str(profile_dir / f"driver_{jobs}.prof") if profile_dir else ""
+        load = os.getloadavg()[0]
+        driver = [sys.executable, "-c", DRIVER, str(record), profile]
+        wall = timed([*driver, "hpo", "--local", str(settings)], env, REPO, tmp / "hpo.log")
+        usage = json.loads(record.read_text())
+        results = ResultsPaths(tmp / "results" / "scale")
+        cli = [sys.executable, "-m", "rl_relay.cli"]
+        report = timed([*cli, "report", str(results.root)], env, REPO, tmp / "report.log")
+        reevaluate = timed(
+            [*cli, "reevaluate", str(results.root), "--dry-run"], env, REPO, tmp / "reeval.log"
+        )
+        restarts = [kib(p) for p in results.working_dirs.glob("*/restarts.json")]
+        return Figures(
+            jobs=jobs,
+            driver_wall=wall,
+            driver_cpu=usage["cpu"],
+            driver_rss_mb=usage["maxrss_kb"] / 1024,
+            report_wall=report,
+            reevaluate_wall=reevaluate,
+            status_pickle_kb=kib(results.status_pickle),
+            all_data_kb=kib(results.all_data),
+            restarts_kb=statistics.median(restarts) if restarts else 0.0,
+            load=(load + os.getloadavg()[0]) / 2,
+        )
+
+
+HEADER = (
+    "| jobs | driver wall per job | driver CPU per job | driver peak RSS | report"
+    " | reevaluate selection | status.pickle | all_data.csv | restarts.json (a job) | load |"
+)
+
+
+def row(f: Figures) -> str:
+    return (
+        f"| {f.jobs} | {f.wall_per_job:.2f} s | {1000 * f.cpu_per_job:.0f} ms"
+        f" | {f.driver_rss_mb:.0f} MB | {f.report_wall:.1f} s | {f.reevaluate_wall:.1f} s"
+        f" | {f.status_pickle_kb:.0f} kB | {f.all_data_kb:.0f} kB | {f.restarts_kb:.1f} kB"
+        f" | {f.load:.1f} |"
+    )
+
+
+def plot(figures: list[Figures], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [f.jobs for f in figures]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(n, [f.wall_per_job for f in figures], "o-", label="driver wall per job")
+    axes[0].plot(n, [f.cpu_per_job for f in figures], "s-", label="driver CPU per job")
+    axes[0].axhline(0.5, color="grey", ls=":", label="target 0.5 s/job")
+    axes[0].set_ylabel("seconds per job")
+    axes[1].plot(n, [f.driver_rss_mb for f in figures], "o-", label="driver peak RSS")
+    axes[1].axhline(500, color="grey", ls=":", label="target 500 MB")
+    axes[1].set_ylabel("MB")
+    axes[2].plot(n, [f.report_wall for f in figures], "o-", label="rl-relay report")
+    axes[2].plot(n, [f.reevaluate_wall for f in figures], "s-", label="reevaluate selection")
+    axes[2].axhline(10, color="grey", ls=":", label="target 10 s (report)")
+    axes[2].set_ylabel("seconds")
+    for ax in axes:
+        ax.set_xlabel("jobs in the search")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
+    parser.add_argument("--per-iteration", type=int, default=20, help="n_jobs_per_iteration")
+    parser.add_argument("--out", type=Path, help="write scale.md and scale.png here")
+    parser.add_argument("--profile", type=Path, help="write cProfiles of the driver here")
+    parser.add_argument("--keep", type=Path, help="run in (and keep) DIR/<jobs>/")
+    args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    started = datetime.date.today().isoformat()
+    figures = []
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count(" | ") + 1))
+    for jobs in args.sizes:
+        figures.append(measure(jobs, args.per_iteration, args.profile, args.keep))
+        print(row(figures[-1]), flush=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"(CPU time of everything run: {usage.ru_utime + usage.ru_stime:.0f} s)")
+    print(f"({started}, {os.cpu_count()} cores; load: the load average during each size)")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot(figures, args.out / "scale.png")
+        print(f"wrote {args.out / 'scale.png'}")
+
+
+if __name__ == "__main__":
+    main()
