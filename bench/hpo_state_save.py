@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""What saving the optimiser state after every result costs the HPO driver.
+"""What one save of the optimiser state costs the HPO driver.
 
 ``rl-relay hpo`` rewrites ``all_data.csv``, ``reduced_data.csv`` and ``status.pickle``
-atomically (temporary file, fsync, rename) after every tell that brought results, where
-cluster_utils 3.0 writes them once per optimiser iteration. Prints the median time of one
-save and the state's size for HPOs of growing size, for the genetic and the cem optimiser.
+atomically (temporary file, fsync, rename) soon after results arrive, within 5% of its
+time (``rl_relay.optimizers.persist``), where cluster_utils 3.0 writes them once per
+optimiser iteration. Prints the median time of one save and the state's size for HPOs of
+growing size, for the genetic and the cem optimiser.
 Run from the repo root: ``python bench/hpo_state_save.py [--repeats N]``.
 """
 

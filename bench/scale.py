@@ -4,21 +4,23 @@
 Runs ``rl-relay hpo --local`` (cluster_utils' CEM, ``--per-iteration`` jobs per optimiser
 iteration, 2 at a time on 2 cores) with a trivial learner (the tests' stand-in: the real
 job script ``wrappers/run_learning.py``, whose learning command counts to 1 and writes a
-reward; no training) at each of ``--sizes`` jobs, then ``rl-relay report`` and ``rl-relay
-reevaluate --dry-run`` (the selection, everything before jobs are submitted) on its
-results, and prints per size:
+reward; no training) at each of ``--sizes`` jobs (working directories kept; cluster_utils'
+default, ``--remove-working-dirs``, removes them after each iteration), then ``rl-relay
+report`` and ``rl-relay reevaluate --dry-run`` (the selection, everything before jobs are
+submitted) on its results, and prints per size:
 
 - the driver's wall time per job, and its own CPU time per job (the jobs' CPU excluded:
-  what grows if the driver does more per job as the search grows; want flat);
+  what grows if the driver does more per job as the search grows; want flat), beside the
+  jobs' CPU time per job (on 2 cores the wall time per job cannot be below half of it);
 - the driver's peak resident memory (want at most 500 MB);
 - ``rl-relay report``'s and the re-evaluation's selection wall time (want the report
   within 10 s at 1,000 jobs);
 - the sizes of ``status.pickle``, ``all_data.csv`` and a job's ``restarts.json``.
 
 The table is Markdown (docs/scale.md quotes it); ``--out DIR`` also draws the curves into
-``DIR/scale.png``.
-``--profile`` writes a cProfile of the driver at each size (``DIR/driver_<n>.prof``).
-Run from the repo root: ``python bench/scale.py [--sizes 50 200 1000] [--out docs]``.
+``DIR/scale.png``; ``--profile DIR`` writes a cProfile of the driver at each size
+(``DIR/driver_<n>.prof``). Run from the repo root:
+``python bench/scale.py [--sizes 50 200 1000] [--out docs]``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Figures:
     driver_wall: float
     driver_cpu: float
     driver_rss_mb: float
+    #: CPU time of the jobs (job script, learner, shell), all processes the driver waited for
+    jobs_cpu: float
     report_wall: float
     reevaluate_wall: float
     status_pickle_kb: float
@@ -109,7 +113,7 @@ def write_templates(directory: Path) -> Path:
     return index
 
 
-def write_settings(tmp: Path, jobs: int, per_iteration: int) -> Path:
+def write_settings(tmp: Path, jobs: int, per_iteration: int, remove_working_dirs: bool) -> Path:
     settings = {
         "optimization_procedure_name": "scale",
         "results_dir": str(tmp / "results"),
@@ -118,7 +122,7 @@ def write_settings(tmp: Path, jobs: int, per_iteration: int) -> Path:
         "generate_report": "never",
         "script_relative_path": "wrappers/run_learning.py",
         "remove_jobs_dir": True,
-        "remove_working_dirs": False,
+        "remove_working_dirs": remove_working_dirs,
         "environment_setup": {"virtual_env_path": sys.prefix},
         "cluster_requirements": {"request_cpus": 1, "max_cpus": 2},
         "fixed_params": {
@@ -174,34 +178,53 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> float:
     return seconds
 
 
+def children_cpu() -> float:
+    """CPU seconds of every process this one waited for, their descendants included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def kib(path: Path) -> float:
     return path.stat().st_size / 1024 if path.exists() else 0.0
 
 
-def measure(jobs: int, per_iteration: int, profile_dir: Path | None, keep: Path | None) -> Figures:
+def measure(
+    jobs: int,
+    per_iteration: int,
+    profile_dir: Path | None,
+    keep: Path | None,
+    remove_working_dirs: bool = False,
+) -> Figures:
     with tempfile.TemporaryDirectory(prefix=f"rl-relay-scale-{jobs}-") as name:
         tmp = Path(keep / str(jobs)) if keep else Path(name)
         tmp.mkdir(parents=True)
         env = environment(tmp)
-        settings = write_settings(tmp, jobs, per_iteration)
+        settings = write_settings(tmp, jobs, per_iteration, remove_working_dirs)
         record = tmp / "driver.json"
         profile = str(profile_dir / f"driver_{jobs}.prof") if profile_dir else ""
         load = os.getloadavg()[0]
         driver = [sys.executable, "-c", DRIVER, str(record), profile]
+        before = children_cpu()
         wall = timed([*driver, "hpo", "--local", str(settings)], env, REPO, tmp / "hpo.log")
         usage = json.loads(record.read_text())
+        jobs_cpu = children_cpu() - before - usage["cpu"]
         results = ResultsPaths(tmp / "results" / "scale")
         cli = [sys.executable, "-m", "rl_relay.cli"]
         report = timed([*cli, "report", str(results.root)], env, REPO, tmp / "report.log")
         reevaluate = timed(
             [*cli, "reevaluate", str(results.root), "--dry-run"], env, REPO, tmp / "reeval.log"
         )
-        restarts = [kib(p) for p in results.working_dirs.glob("*/restarts.json")]
+        restarts = [
+            kib(p)
+            for parent in (results.working_dirs, results.best_jobs)
+            for p in parent.glob("*/restarts.json")
+        ]
         return Figures(
             jobs=jobs,
             driver_wall=wall,
             driver_cpu=usage["cpu"],
             driver_rss_mb=usage["maxrss_kb"] / 1024,
+            jobs_cpu=jobs_cpu,
             report_wall=report,
             reevaluate_wall=reevaluate,
             status_pickle_kb=kib(results.status_pickle),
@@ -212,15 +235,17 @@ def measure(jobs: int, per_iteration: int, profile_dir: Path | None, keep: Path 
 
 
 HEADER = (
-    "| jobs | driver wall per job | driver CPU per job | driver peak RSS | report"
-    " | reevaluate selection | status.pickle | all_data.csv | restarts.json (a job) | load |"
+    "| jobs | driver wall per job | driver CPU per job | jobs' CPU per job | driver peak RSS"
+    " | report | reevaluate selection | status.pickle | all_data.csv | restarts.json (a job)"
+    " | load |"
 )
 
 
 def row(f: Figures) -> str:
     return (
         f"| {f.jobs} | {f.wall_per_job:.2f} s | {1000 * f.cpu_per_job:.0f} ms"
-        f" | {f.driver_rss_mb:.0f} MB | {f.report_wall:.1f} s | {f.reevaluate_wall:.1f} s"
+        f" | {f.jobs_cpu / f.jobs:.2f} s | {f.driver_rss_mb:.0f} MB"
+        f" | {f.report_wall:.1f} s | {f.reevaluate_wall:.1f} s"
         f" | {f.status_pickle_kb:.0f} kB | {f.all_data_kb:.0f} kB | {f.restarts_kb:.1f} kB"
         f" | {f.load:.1f} |"
     )
@@ -261,6 +286,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write scale.md and scale.png here")
     parser.add_argument("--profile", type=Path, help="write cProfiles of the driver here")
     parser.add_argument("--keep", type=Path, help="run in (and keep) DIR/<jobs>/")
+    parser.add_argument(
+        "--remove-working-dirs",
+        action="store_true",
+        help="cluster_utils' default: working directories removed after each iteration (the"
+        " best jobs' kept in best_jobs/)",
+    )
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -269,7 +300,9 @@ def main() -> None:
     print(HEADER)
     print("|" + "---|" * (HEADER.count(" | ") + 1))
     for jobs in args.sizes:
-        figures.append(measure(jobs, args.per_iteration, args.profile, args.keep))
+        figures.append(
+            measure(jobs, args.per_iteration, args.profile, args.keep, args.remove_working_dirs)
+        )
         print(row(figures[-1]), flush=True)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"(CPU time of everything run: {usage.ru_utime + usage.ru_stime:.0f} s)")

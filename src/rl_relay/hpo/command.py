@@ -10,7 +10,7 @@ strings, with these additions:
 - ``--local``: cluster_utils' local backend even where sbatch/condor_q are installed;
 - continuing: started again on a results directory that exists, it goes on where the HPO
   stood (results kept, only the missing jobs run, the optimiser from its saved state,
-  which is written after every result); ``--fresh`` first moves the old directory aside
+  which is written soon after every result); ``--fresh`` first moves the old directory aside
   (renamed with a timestamp, nothing deleted) and starts over.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,8 +95,7 @@ def progress_figure(results: Results, out: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ids = [j.job_id for j in jobs]
     ys = [j.value(results.metric) or 0.0 for j in jobs]
-    pick = min if results.minimize else max
-    best_so_far = [pick(ys[: i + 1]) for i in range(len(ys))]
+    best_so_far = list(itertools.accumulate(ys, min if results.minimize else max))
     ax.plot(ids, ys, "o", alpha=0.6, label="job")
     ax.step(ids, best_so_far, where="post", color=BEST_COLOR, label="best so far")
     ax.set_xlabel("job id (order of submission)")

@@ -4,7 +4,7 @@ cluster_utils 3.0.0 defect (still on its master): ``Metaoptimizer.try_load_from_
 does ``_, with_restarts = optimizer_settings``, unpacking the settings dict's *keys*, so a
 continued HPO gets ``with_restarts = "with_restarts"`` (or ``"num_jobs_in_elite"``): a
 truthy string whatever the file says. ``ContinuableMetaoptimizer`` loads the same state
-with the setting's value, and (``Continuable``) saves it after every result.
+with the setting's value, and (``Continuable``) saves it soon after every result.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rl_relay.optimizers.persist import Continuable
 
 
 class ContinuableMetaoptimizer(Continuable, Metaoptimizer):
-    """``cem_metaoptimizer``, saved after every result, continuing without the 3.0.0 bug."""
+    """``cem_metaoptimizer``, saved soon after every result, continuing without the 3.0.0 bug."""
 
     saved_class = Metaoptimizer
 

@@ -19,19 +19,20 @@ _CACHE = "_rl_relay_results"
 
 def get_results(self: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]] | None:
     """``Job.get_results``: (results, sorted parameter names, sorted metric names) or None."""
-    frames = (self.resulting_df, self.param_df, self.metric_df)
-    if any(frame is None for frame in frames):
+    resulting, params, metrics = self.resulting_df, self.param_df, self.metric_df
+    if resulting is None or params is None or metrics is None:
         return None
     cached = self.__dict__.get(_CACHE)
-    if cached is None or any(a is not b for a, b in zip(cached[0], frames, strict=True)):
-        answer = (
-            self.resulting_df,
-            tuple(sorted(self.param_df.columns)),
-            tuple(sorted(self.metric_df.columns)),
-        )
-        cached = (frames, answer)
-        self.__dict__[_CACHE] = cached
-    return cached[1]
+    if (
+        cached is not None
+        and cached[0] is resulting
+        and cached[1] is params
+        and cached[2] is metrics
+    ):
+        return cached[3]
+    answer = (resulting, tuple(sorted(params.columns)), tuple(sorted(metrics.columns)))
+    self.__dict__[_CACHE] = (resulting, params, metrics, answer)
+    return answer
 
 
 def install() -> None:

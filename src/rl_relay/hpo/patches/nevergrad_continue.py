@@ -4,7 +4,7 @@ cluster_utils 3.0.0 defect (still on its master): ``NGOptimizer.try_load_from_pi
 builds a throw-away nevergrad optimiser with ``instrumentation=``, a keyword nevergrad no
 longer has (it is ``parametrization=``): a TypeError on every continue.
 ``ContinuableNGOptimizer`` does the same check (the saved optimiser runs the algorithm
-asked for) with the right keyword, and (``Continuable``) saves its state after every result.
+asked for) with the right keyword, and (``Continuable``) saves its state soon after every result.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rl_relay.optimizers.persist import Continuable, ContinueError
 
 
 class ContinuableNGOptimizer(Continuable, NGOptimizer):
-    """``nevergrad``, saved after every result, continuing without the 3.0.0 bug."""
+    """``nevergrad``, saved soon after every result, continuing without the 3.0.0 bug."""
 
     saved_class = NGOptimizer
 
