@@ -26,6 +26,7 @@ The table is Markdown (docs/scale.md quotes it); ``--out DIR`` also draws the cu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -37,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
@@ -196,8 +198,8 @@ def measure(
     remove_working_dirs: bool = False,
 ) -> Figures:
     with tempfile.TemporaryDirectory(prefix=f"rl-relay-scale-{jobs}-") as name:
-        tmp = Path(keep / str(jobs)) if keep else Path(name)
-        tmp.mkdir(parents=True)
+        tmp = keep / str(jobs) if keep else Path(name)
+        tmp.mkdir(parents=True, exist_ok=not keep)
         env = environment(tmp)
         settings = write_settings(tmp, jobs, per_iteration, remove_working_dirs)
         record = tmp / "driver.json"
@@ -251,39 +253,54 @@ def row(f: Figures) -> str:
     )
 
 
-def plot(figures: list[Figures], path: Path) -> None:
+def plot(figures: list[Figures], path: Path, before: list[Figures] | None = None) -> None:
+    """The curves of ``figures``, and dashed those of an earlier run (``before``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = [f.jobs for f in figures]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    axes[0].plot(n, [f.wall_per_job for f in figures], "o-", label="driver wall per job")
-    axes[0].plot(n, [f.cpu_per_job for f in figures], "s-", label="driver CPU per job")
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    runs = [(figures, "-", "")] + ([(before, "--", " (before)")] if before else [])
+    curves: list[tuple[int, str, str, str, Any]] = [
+        (0, "o", "driver wall per job", "tab:blue", lambda f: f.wall_per_job),
+        (0, "^", "jobs' CPU per job / 2 cores", "tab:green", lambda f: f.jobs_cpu / f.jobs / 2),
+        (1, "s", "driver CPU per job", "tab:red", lambda f: 1000 * f.cpu_per_job),
+        (2, "o", "driver peak RSS", "tab:blue", lambda f: f.driver_rss_mb),
+        (3, "o", "rl-relay report", "tab:blue", lambda f: f.report_wall),
+        (3, "s", "reevaluate selection", "tab:red", lambda f: f.reevaluate_wall),
+    ]
+    for run, style, suffix in runs:
+        n = [f.jobs for f in run]
+        for panel, marker, label, color, value in curves:
+            ys = [value(f) for f in run]
+            axes[panel].plot(n, ys, marker + style, color=color, label=label + suffix)
     axes[0].axhline(0.5, color="grey", ls=":", label="target 0.5 s/job")
     axes[0].set_ylabel("seconds per job")
-    axes[1].plot(n, [f.driver_rss_mb for f in figures], "o-", label="driver peak RSS")
-    axes[1].axhline(500, color="grey", ls=":", label="target 500 MB")
-    axes[1].set_ylabel("MB")
-    axes[2].plot(n, [f.report_wall for f in figures], "o-", label="rl-relay report")
-    axes[2].plot(n, [f.reevaluate_wall for f in figures], "s-", label="reevaluate selection")
-    axes[2].axhline(10, color="grey", ls=":", label="target 10 s (report)")
-    axes[2].set_ylabel("seconds")
+    axes[1].set_ylabel("ms per job (the driver's own CPU time)")
+    axes[2].axhline(500, color="grey", ls=":", label="target 500 MB")
+    axes[2].set_ylabel("MB")
+    axes[3].axhline(10, color="grey", ls=":", label="target 10 s (report)")
+    axes[3].set_ylabel("seconds")
     for ax in axes:
         ax.set_xlabel("jobs in the search")
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--per-iteration", type=int, default=20, help="n_jobs_per_iteration")
-    parser.add_argument("--out", type=Path, help="write scale.md and scale.png here")
+    parser.add_argument("--out", type=Path, help="draw the curves into DIR/scale.png")
+    parser.add_argument("--save", type=Path, help="write the figures as JSON here")
+    parser.add_argument(
+        "--before", type=Path, help="a --save of an earlier run: its curves dashed in the PNG"
+    )
+    parser.add_argument("--replot", type=Path, help="measure nothing: plot this --save")
     parser.add_argument("--profile", type=Path, help="write cProfiles of the driver here")
     parser.add_argument("--keep", type=Path, help="run in (and keep) DIR/<jobs>/")
     parser.add_argument(
@@ -297,8 +314,13 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     started = datetime.date.today().isoformat()
     figures = []
+    if args.replot:
+        figures = [Figures(**item) for item in json.loads(args.replot.read_text())]
+        args.sizes = []
     print(HEADER)
     print("|" + "---|" * (HEADER.count(" | ") + 1))
+    for row_figures in figures:
+        print(row(row_figures))
     for jobs in args.sizes:
         figures.append(
             measure(jobs, args.per_iteration, args.profile, args.keep, args.remove_working_dirs)
@@ -307,9 +329,14 @@ def main() -> None:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"(CPU time of everything run: {usage.ru_utime + usage.ru_stime:.0f} s)")
     print(f"({started}, {os.cpu_count()} cores; load: the load average during each size)")
+    if args.save:
+        args.save.write_text(json.dumps([dataclasses.asdict(f) for f in figures], indent=1))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        plot(figures, args.out / "scale.png")
+        before = None
+        if args.before:
+            before = [Figures(**item) for item in json.loads(args.before.read_text())]
+        plot(figures, args.out / "scale.png", before)
         print(f"wrote {args.out / 'scale.png'}")
 
 

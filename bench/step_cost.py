@@ -14,9 +14,13 @@ shared):
   checkpoint of the first, started as cluster_utils starts it (``--job-id``,
   ``--cluster-utils-server`` at a UDP socket of this script's, ``--parameter-dict``);
 
-both pinned to one core (``--cpu``) as cluster_utils' local backend pins a one-CPU job, and
-prints the ratio step/floor (target: at most 1.5) and where the step's time goes, from
-the timestamps run_learning and the learner log. Run from the repo root:
+both pinned to one core (``--cpu``) as cluster_utils' local backend pins a one-CPU job, each
+in a session of its own (Linux's autogroup scheduling shares the CPUs between sessions, and
+run_learning starts the learner in a session of its own: a floor run in this script's
+session would get a smaller share). It prints the ratio step/floor of the wall times
+(target: at most 1.5) and of the CPU times (the wall-time ratio on an idle core), and where
+the step's time goes, from the timestamps run_learning and the learner log. Run from the
+repo root:
 ``python bench/step_cost.py [--repeats N] [--steps N]``.
 """
 
@@ -27,6 +31,7 @@ import datetime as dt
 import json
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -92,18 +97,29 @@ def job_command(tmp: Path, name: str, steps: int, port: int) -> tuple[list[str],
     return argv, working_dir
 
 
-def run(argv: list[str], cwd: Path, expect: int, cpu: str) -> tuple[float, float]:
-    """Run ``argv`` on CPU ``cpu`` to its end; its (wall-clock start, end) as ``time.time()``."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(argv: list[str], cwd: Path, expect: int, cpu: str) -> tuple[float, float, float]:
+    """Run ``argv`` on CPU ``cpu`` to its end; its wall-clock start and end
+    (``time.time()``) and the CPU time of all its processes."""
+    cpu_before = children_cpu()
     start = time.time()
     proc = subprocess.run(
-        ["taskset", "--cpu-list", cpu, *argv], cwd=cwd, capture_output=True, text=True
+        ["taskset", "--cpu-list", cpu, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        start_new_session=True,  # as the learner's own (autogroup scheduling: see main's doc)
     )
     end = time.time()
     if proc.returncode != expect:
         raise SystemExit(
             f"{argv[:2]} exited {proc.returncode}, expected {expect}:\n{proc.stderr[-3000:]}"
         )
-    return start, end
+    return start, end, children_cpu() - cpu_before
 
 
 _JOB_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+: (.*)$")
@@ -177,19 +193,21 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     threading.Thread(target=drain, args=(sock,), daemon=True).start()
     port = sock.getsockname()[1]
-    floors, steps, ratios, parts = [], [], [], []
+    floors, steps, ratios, parts, cpu = [], [], [], [], {"floor": [], "step": []}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         run(FLOOR, tmp, 0, args.cpu)  # warm the file cache for both
         for i in range(-1, args.repeats):
-            start, end = run(FLOOR, tmp, 0, args.cpu)
+            start, end, floor_cpu = run(FLOOR, tmp, 0, args.cpu)
             floor = end - start
             argv, working_dir = job_command(tmp, f"job{i}", args.steps, port)
             run(argv, tmp, 3, args.cpu)  # iteration 1 of 2: exits for resume
-            start, end = run(argv, tmp, 0, args.cpu)  # iteration 2, continuing the checkpoint
+            start, end, step_cpu = run(argv, tmp, 0, args.cpu)  # iteration 2, from the checkpoint
             if i < 0:
                 continue  # a warm-up pair
             floors.append(floor)
+            cpu["floor"].append(floor_cpu)
+            cpu["step"].append(step_cpu)
             steps.append(end - start)
             ratios.append((end - start) / floor)
             parts.append(breakdown(working_dir, start, end))
@@ -207,6 +225,11 @@ def main() -> None:
     print(
         f"  ratio step/floor {ratio:.2f} (median of the pairs' ratios"
         f" {statistics.median(ratios):.2f}); target <= {TARGET}: {verdict}"
+    )
+    floor_cpu, step_cpu = statistics.median(cpu["floor"]), statistics.median(cpu["step"])
+    print(
+        f"  CPU time (all processes): floor {floor_cpu:.2f} s, step {step_cpu:.2f} s,"
+        f" ratio {step_cpu / floor_cpu:.2f} (what the wall-time ratio is on an idle core)"
     )
     print("  where the step's time goes (medians):")
     for k, label in enumerate(PARTS):
