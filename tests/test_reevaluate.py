@@ -175,3 +175,36 @@ def test_a_results_dir_without_the_hpo_record_is_a_clear_error(tmp_path: Path) -
     assert proc.returncode == 1
     assert "rl_relay_hpo.json is missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["DIR", "--top", "1", "--runs", "2", "--local", "a.b=2", "c='x'"],  # as documented
+        ["DIR", "a.b=2", "c='x'", "--top", "1", "--runs", "2", "--local"],
+        ["--top", "1", "DIR", "a.b=2", "--runs", "2", "c='x'", "--local"],
+        ["DIR", "--top", "1", "--runs", "2", "--local", "--", "a.b=2", "c='x'"],
+    ],
+)
+def test_overrides_are_accepted_before_and_after_the_options(monkeypatch, argv) -> None:
+    from rl_relay import cli
+    from rl_relay.reevaluate import command
+
+    seen: list = []
+    monkeypatch.setattr(command, "run", lambda args: seen.append(args) or 0)
+    assert cli.main(["reevaluate", *argv]) == 0
+    (args,) = seen
+    assert (args.results_dir, args.top, args.runs, args.local) == (Path("DIR"), 1, 2, True)
+    assert args.overrides == ["a.b=2", "c='x'"]
+
+
+def test_after_a_double_dash_an_override_may_look_like_an_option(monkeypatch) -> None:
+    from rl_relay import cli
+    from rl_relay.reevaluate import command
+
+    seen: list = []
+    monkeypatch.setattr(command, "run", lambda args: seen.append(args) or 0)
+    assert cli.main(["reevaluate", "DIR", "--runs", "3", "--", "--odd=1"]) == 0
+    assert (seen[0].runs, seen[0].local, seen[0].overrides) == (3, False, ["--odd=1"])
+    with pytest.raises(SystemExit):  # without it, an unknown option is still an error
+        cli.main(["reevaluate", "DIR", "--odd=1"])
