@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,8 @@ def test_grid_settings_run_each_candidate_once_with_the_searchs_settings() -> No
     assert (grid["fixed_params"]["seed"], grid["fixed_params"]["seed_scope"]) == (77, "job")
     assert (grid["restarts"], grid["local_run"], grid["results_dir"]) == (1, True, "/r")
     assert "optimization_setting" not in grid
+    with pytest.raises(ValueError, match="absolute"):  # cluster_utils would put it in $HOME
+        grid_settings(hpo, candidates, 4, 77, "results/p", "reevaluation", local=True)
 
 
 @pytest.mark.parametrize(
@@ -117,6 +121,25 @@ def search(tmp_path: Path, seed: int) -> Path:
     proc = hp_optimization(settings)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return tmp_path / "results" / "local_test"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished search over two parameters with its 2 best jobs' directories kept (once per
+    module; copy it with ``copy_search`` before changing anything)."""
+    tmp = tmp_path_factory.mktemp("search")
+    settings = stand_in_settings(tmp, samples=4, learning_runs_per_job=1, seed=0)
+    data = json.loads(settings.read_text())
+    data["num_best_jobs_whose_data_is_kept"] = 2
+    settings.write_text(json.dumps(data))
+    proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return tmp / "results" / "local_test"
+
+
+def copy_search(searched: Path, to: Path) -> Path:
+    shutil.copytree(searched, to)
+    return to
 
 
 def reevaluate(results: Path, *args: str) -> subprocess.CompletedProcess:
@@ -208,3 +231,26 @@ def test_after_a_double_dash_an_override_may_look_like_an_option(monkeypatch) ->
     assert (seen[0].runs, seen[0].local, seen[0].overrides) == (3, False, ["--odd=1"])
     with pytest.raises(SystemExit):  # without it, an unknown option is still an error
         cli.main(["reevaluate", "DIR", "--odd=1"])
+
+
+@pytest.mark.slow
+def test_a_relative_results_dir_is_the_one_below_the_current_directory(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "results" / "local_test")
+    home = tmp_path / "home"  # cluster_utils joins a relative results_dir onto $HOME
+    home.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_relay.cli", "reevaluate", "results/local_test"]
+        + ["--top", "1", "--runs", "2", "--local"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(home)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(results / "reevaluation" / "summary.csv") as f:
+        assert [int(r["runs"]) for r in csv.DictReader(f)] == [2]
+    assert not list(home.rglob("summary.csv")) and not list(home.rglob("restarts.json"))

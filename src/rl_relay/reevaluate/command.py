@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
     except UnsupportedClusterUtils as err:
         print(f"rl-relay reevaluate: {err}", file=sys.stderr)
         return exit_codes.FAILURE
+    # Every path the user gave is theirs, relative to where they are: resolved before the
+    # chdir below and before cluster_utils sees it (it joins a relative results_dir onto $HOME).
+    args.results_dir = Path(args.results_dir).absolute()
     try:
         results = ResultsPaths(find_procedure_dir(args.results_dir))
         record = _read_json(results.hpo_record)

@@ -14,6 +14,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from rl_relay.job.state import Plan
@@ -134,7 +135,12 @@ def grid_settings(
     local: bool,
 ) -> dict[str, Any]:
     """cluster_utils ``grid_search`` settings that run exactly the candidates, each once,
-    ``runs`` learning runs per job, with the search's settings otherwise."""
+    ``runs`` learning runs per job, with the search's settings otherwise.
+
+    ``results_dir`` must be absolute: cluster_utils joins a relative one onto $HOME.
+    """
+    if not PurePath(results_dir).is_absolute():
+        raise ValueError(f"results_dir must be absolute, not {results_dir!r}")
     names = list(candidates[0].values)
     keep = (
         "script_relative_path",
