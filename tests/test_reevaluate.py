@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from conftest import hp_optimization, read_json, rl_relay, stand_in_settings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rl_relay.job.state import Plan
 from rl_relay.paramtree import lookup
@@ -29,7 +31,10 @@ from rl_relay.reevaluate.stats import (
     choose,
     fresh_base_seed,
     grid_settings,
+    rank,
     recommendation,
+    summary_rows,
+    table,
 )
 
 TICKS = 3  # the stand-in template's ticks per iteration
@@ -68,6 +73,84 @@ def test_confidence_interval_and_ties() -> None:
     assert "A tie with search job(s) 0" in recommendation([a, b], minimize=False)
     assert "tie" not in recommendation([a, far], minimize=False)
     assert "search job 0" in recommendation([a, far], minimize=True)
+
+
+def recommended(text: str) -> int | None:
+    prefix = "Recommended: the configuration of search job "
+    return int(text[len(prefix) :].split(",")[0]) if text.startswith(prefix) else None
+
+
+def test_a_failed_configuration_ranks_last_and_is_never_recommended() -> None:
+    """The issue's case: a failed configuration in second place broke the sort, and 5.55 was
+    recommended over 7.55."""
+    good = Evaluated(Candidate(3, 9.0, {"config.a": 1}), [5.5, 5.6], [11, 12])
+    failed = Evaluated(Candidate(8, 8.5, {"config.a": 2}), [], [], failed_runs=1)
+    better = Evaluated(Candidate(5, 8.0, {"config.a": 3}), [7.5, 7.6], [13, 14])
+    evaluated = [good, failed, better]
+    assert [e.candidate.job_id for e in rank(evaluated, minimize=False)] == [5, 3, 8]
+    advice = recommendation(evaluated, minimize=False)
+    assert recommended(advice) == 5
+    assert "tie" not in advice
+    assert "Not ranked: search job 8 (failed: no run finished)" in advice
+    rows = summary_rows(evaluated, minimize=False, runs_requested=2)
+    assert [(r["rank"], r["search_job"], r["status"]) for r in rows] == [
+        (1, 5, "ok"),
+        (2, 3, "ok"),
+        (3, 8, "failed: no run finished"),
+    ]
+    assert (rows[2]["reevaluated_mean"], rows[2]["ci95_low"], rows[2]["runs"]) == ("", "", 0)
+    printed = table(rows).splitlines()
+    assert "failed: no run finished" in printed[3] and "nan" not in table(rows)
+    assert recommended(recommendation(evaluated, minimize=True)) == 3
+
+
+def test_one_run_gives_a_rank_by_its_mean_but_no_interval_and_no_tie() -> None:
+    one = Evaluated(Candidate(1, 9.0, {}), [8.0], [21])
+    two = Evaluated(Candidate(2, 8.0, {}), [7.0, 7.5], [22, 23], failed_runs=1)
+    none = Evaluated(Candidate(4, 7.0, {}), [], [])
+    advice = recommendation([two, none, one], minimize=False)
+    assert recommended(advice) == 1 and "from 1 run, its interval unknown" in advice
+    assert "tie" not in advice and "(no run finished)" in advice
+    advice = recommendation([two, one], minimize=True)
+    assert recommended(advice) == 2 and "1 of its runs failed" in advice
+    assert "Search job(s) 1 finished 1 run: interval unknown" in advice
+    rows = summary_rows([one, two, none], minimize=False, runs_requested=3)
+    assert [r["status"] for r in rows] == [
+        "1 run: interval unknown",
+        "2 of 3 runs; 1 run(s) failed",
+        "no run finished",
+    ]
+    assert rows[0]["reevaluated_mean"] == 8.0 and rows[0]["reevaluated_std"] == ""
+    assert "unknown" in table(rows).splitlines()[1]
+    assert recommendation([none], minimize=False).startswith("No configuration has a finished")
+
+
+rewards = st.lists(
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False), min_size=0, max_size=4
+)
+
+
+@given(st.lists(rewards, min_size=1, max_size=6), st.booleans())
+def test_ranking_and_recommendation_whatever_failed(runs: list, minimize: bool) -> None:
+    evaluated = [Evaluated(Candidate(i, 0.0, {"p": i}), r) for i, r in enumerate(runs)]
+    ranked = rank(evaluated, minimize)
+    assert sorted(e.candidate.job_id for e in ranked) == list(range(len(runs)))
+    with_runs = [e for e in ranked if e.runs]
+    assert ranked[: len(with_runs)] == with_runs  # run-less ones last
+    means = [e.mean if minimize else -e.mean for e in with_runs]
+    assert means == sorted(means)
+    advice = recommendation(evaluated, minimize)
+    if with_runs:
+        best = evaluated[recommended(advice)]
+        assert best.runs and best.mean == with_runs[0].mean
+    else:
+        assert recommended(advice) is None
+    if "A tie with search job(s) " in advice:
+        tied = advice.split("A tie with search job(s) ")[1].split(":")[0].split(", ")
+        assert all(evaluated[int(t)].runs >= 2 for t in tied)
+    rows = summary_rows(evaluated, minimize)
+    assert [r["search_job"] for r in rows] == [e.candidate.job_id for e in ranked]
+    assert "nan" not in table(rows)
 
 
 def test_grid_settings_run_each_candidate_once_with_the_searchs_settings() -> None:
@@ -254,3 +337,40 @@ def test_a_relative_results_dir_is_the_one_below_the_current_directory(
     with open(results / "reevaluation" / "summary.csv") as f:
         assert [int(r["runs"]) for r in csv.DictReader(f)] == [2]
     assert not list(home.rglob("summary.csv")) and not list(home.rglob("restarts.json"))
+
+
+def failing_everywhere(results: Path, tmp_path: Path) -> None:
+    """Make every re-evaluation run fail: the search's recorded templates, copied with the
+    stand-in's ``fail_dirs`` set for every attempt of run 0."""
+    record = read_json(results / "rl_relay_hpo.json")
+    fixed = record["settings"]["fixed_params"]
+    index = Path(fixed["config.config_templates"])
+    templates = shutil.copytree(index.parent, tmp_path / "failing_templates")
+    rl = read_json(templates / "rl.json")
+    rl["fail_dirs"] = [f"run_0.0-{attempt}" for attempt in range(3)]
+    (templates / "rl.json").write_text(json.dumps(rl))
+    fixed["config.config_templates"] = str(templates / index.name)
+    (results / "rl_relay_hpo.json").write_text(json.dumps(record))
+
+
+@pytest.mark.slow
+def test_configurations_whose_runs_all_failed_are_named_and_nothing_is_recommended(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    failing_everywhere(results, tmp_path)
+    proc = reevaluate(results, "--top", "2", "--runs", "2", "--local")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "no re-evaluation job finished a run" in proc.stderr
+    with open(results / "reevaluation" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["runs"], r["reevaluated_mean"], r["status"]) for r in rows] == [
+        ("0", "", "failed: no run finished")
+    ] * 2
+    advice = (results / "reevaluation" / "recommendation.txt").read_text()
+    assert advice.startswith("No configuration has a finished re-evaluation run")
+    assert advice.count("(failed: no run finished)") == 2
+    assert proc.stdout.count("failed: no run finished") >= 2  # the table names them too
+    report = rl_relay("report", str(results))
+    assert report.returncode == 0, report.stderr
+    assert "failed: no run finished" in (results / "report" / "index.html").read_text()

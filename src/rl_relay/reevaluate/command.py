@@ -37,7 +37,7 @@ from rl_relay.layout import (
     ResultsPaths,
 )
 from rl_relay.metrics import DEFAULT_METRIC
-from rl_relay.paramtree import plain, set_dotted
+from rl_relay.paramtree import lookup, plain, set_dotted
 from rl_relay.reevaluate.stats import (
     REEVALUATION_OF,
     Candidate,
@@ -164,8 +164,9 @@ def _run_grid_search(settings_file: Path, local: bool) -> None:
         logger.warning("cluster_utils' grid_search ended with code %s", code)
 
 
-def _evaluated(results: ResultsPaths, candidates: list) -> list[Evaluated]:
-    """Rewards and seeds of the re-evaluation jobs, by the search job they re-evaluate."""
+def _evaluated(results: ResultsPaths, candidates: list, max_attempts: int) -> list[Evaluated]:
+    """Rewards and seeds of the re-evaluation jobs, by the search job they re-evaluate, and
+    their runs that gave up (``max_attempts`` failed attempts)."""
     by_search_job: dict[int, Evaluated] = {c.job_id: Evaluated(c, []) for c in candidates}
     root = results.reevaluation / WORKING_DIRS
     for wd in sorted(root.glob("*")) if root.is_dir() else []:
@@ -178,6 +179,8 @@ def _evaluated(results: ResultsPaths, candidates: list) -> list[Evaluated]:
             if run.get("done") and run.get("reward") is not None:
                 target.rewards.append(float(run["reward"]))
                 target.seeds.append(int(run["seeds"][-1]))
+            elif len(run.get("failures", [])) >= max_attempts:
+                target.failed_runs += 1
     return list(by_search_job.values())
 
 
@@ -248,15 +251,16 @@ def run(args: argparse.Namespace) -> int:
     )
     _run_grid_search(settings_file, local=args.local or bool(record.get("local")))
     minimize = bool(hpo.get("optimization_setting", {}).get("minimize", False))
-    evaluated = _evaluated(results, candidates)
-    if not any(e.runs for e in evaluated):
-        print("rl-relay reevaluate: no re-evaluation job finished a run", file=sys.stderr)
-        return exit_codes.FAILURE
-    rows = summary_rows(evaluated, minimize)
+    attempts = int(lookup(settings["fixed_params"], "max_attempts", max_attempts))
+    evaluated = _evaluated(results, candidates, attempts)
+    rows = summary_rows(evaluated, minimize, args.runs)
     write_summary(results.reevaluation_summary, rows)
     advice = recommendation(evaluated, minimize)
     atomic_write_text(results.reevaluation / RECOMMENDATION_FILE, advice + "\n")
     print(table(rows))
     print(advice)
     print(f"Summary: {results.reevaluation_summary}")
+    if not any(e.rankable for e in evaluated):
+        print("rl-relay reevaluate: no re-evaluation job finished a run", file=sys.stderr)
+        return exit_codes.FAILURE
     return exit_codes.SUCCESS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,21 +14,22 @@ from rl_relay.report.files import read_csv_rows
 
 def reevaluation_figure(rows: Sequence[dict[str, str]], metric: str, out: Path) -> str | None:
     """Per configuration: the search's estimate beside the re-evaluated 95% interval, so
-    the selection bias of the search is visible."""
+    the selection bias of the search is visible. A configuration without a re-evaluated
+    mean is left out; one without an interval (1 run) shows its mean alone."""
     points = []
     for row in rows:
         try:
-            points.append(
-                (
-                    row["search_job"],
-                    float(row["search_estimate"]),
-                    float(row["reevaluated_mean"]),
-                    float(row["ci95_low"]),
-                    float(row["ci95_high"]),
-                )
-            )
+            mean = float(row["reevaluated_mean"])
+            point = (row["search_job"], float(row["search_estimate"]), mean)
         except (KeyError, ValueError):
             continue
+        try:
+            low, high = float(row["ci95_low"]), float(row["ci95_high"])
+        except (KeyError, ValueError):
+            low = high = mean  # unknown: no error bar
+        if not all(map(math.isfinite, (point[1], mean, low, high))):
+            continue
+        points.append((*point, low, high))
     if not points:
         return None
     plt = _pyplot()
