@@ -374,3 +374,83 @@ def test_configurations_whose_runs_all_failed_are_named_and_nothing_is_recommend
     report = rl_relay("report", str(results))
     assert report.returncode == 0, report.stderr
     assert "failed: no run finished" in (results / "report" / "index.html").read_text()
+
+
+def edit_record(results: Path, change) -> None:
+    record = read_json(results / "rl_relay_hpo.json")
+    change(record)
+    (results / "rl_relay_hpo.json").write_text(json.dumps(record))
+
+
+def assert_one_message(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit 1 with one message (no traceback) that holds ``words``."""
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (message,) = [line for line in proc.stderr.splitlines() if "rl-relay reevaluate:" in line]
+    for word in words:
+        assert word in message, message
+
+
+HAND_EDITS = {
+    "a search job's restarts.json": (
+        lambda r: (r / "working_directories" / "1" / "restarts.json").write_text('{"runs": 5}'),
+        ["working_directories/1/restarts.json is corrupt", "restore it"],
+    ),
+    "a list for rl_relay_hpo.json": (
+        lambda r: (r / "rl_relay_hpo.json").write_text("[1, 2]"),
+        ["rl_relay_hpo.json is corrupt", "rl-relay hpo command again"],
+    ),
+    "rl_relay_hpo.json cut off": (
+        lambda r: (r / "rl_relay_hpo.json").write_text('{"settings": {'),
+        ["rl_relay_hpo.json cannot be read", "rl-relay hpo command again"],
+    ),
+    "fixed_params a list": (
+        lambda r: edit_record(r, lambda d: d["settings"].update(fixed_params=[1])),
+        ["rl_relay_hpo.json is corrupt at 'settings.fixed_params'"],
+    ),
+    "optimized_params a string": (
+        lambda r: edit_record(r, lambda d: d["settings"].update(optimized_params="lr")),
+        ["rl_relay_hpo.json is corrupt at 'settings.optimized_params'"],
+    ),
+    "optimization_setting a number": (
+        lambda r: edit_record(r, lambda d: d["settings"].update(optimization_setting=3)),
+        ["rl_relay_hpo.json is corrupt at 'settings.optimization_setting'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_a_hand_corrupted_search_is_one_message_naming_the_file(
+    searched: Path, tmp_path: Path, edit: str
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    corrupt, words = HAND_EDITS[edit]
+    corrupt(results)
+    assert_one_message(reevaluate(results, "--top", "2", "--runs", "2", "--local"), *words)
+    assert not (results / "reevaluation").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_a_hand_corrupted_reevaluation_is_one_message_naming_the_file(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    first = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (job,) = (results / "reevaluation" / "working_directories").iterdir()
+    state = job / "restarts.json"
+    kept = state.read_text()
+    state.write_text('{"runs": 5}')
+    again = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert_one_message(again, f"{state} is corrupt", f"move {job} away")
+    state.write_text(kept)
+    kept = (job / "settings.json").read_text()
+    (job / "settings.json").write_text('["not", "settings"]')
+    again = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert_one_message(again, "settings.json is not a JSON object", f"move {job} away")
+    (job / "settings.json").write_text(kept)
+    (results / "reevaluation" / "summary.csv").write_bytes(b'\x00garbage,"\n1,2,3\n')
+    again = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert again.returncode == 0 and "Traceback" not in again.stderr  # rewritten
+    with open(results / "reevaluation" / "summary.csv") as f:
+        assert [r["runs"] for r in csv.DictReader(f)] == ["2"]

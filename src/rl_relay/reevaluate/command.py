@@ -50,6 +50,7 @@ from rl_relay.reevaluate.stats import (
     summary_rows,
     table,
 )
+from rl_relay.validation import load_schema, problems
 
 logger = logging.getLogger("rl_relay.reevaluate.command")
 
@@ -78,14 +79,66 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _checked_json(path: Path, schema: dict[str, Any], what_to_do: str) -> Any:
+    """``path`` parsed and valid under ``schema``, else one message naming the file, the key
+    and ``what_to_do`` (a hand-edited file must not end in a traceback)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ReevaluationError(f"{path} cannot be read ({err}); {what_to_do}") from None
+    found = problems(schema, data)
+    if found:
+        raise ReevaluationError(
+            f"{path} is corrupt at '{found[0].key}': {found[0].message}; {what_to_do}"
+        )
+    return data
+
+
+def _state_runs(path: Path, what_to_do: str) -> list[dict[str, Any]] | None:
+    """The runs a job's ``restarts.json`` records, checked; None when it has none yet."""
+    if not path.exists():
+        return None
+    schema = load_schema("restarts")
+    data = _read_json(path)
+    if isinstance(data, dict) and data.get("version") == 1:  # rl-relay 0.1: no plan, same runs
+        schema = {
+            **schema,
+            "required": ["runs"],
+            "properties": {"runs": schema["properties"]["runs"]},
+        }
+    return _checked_json(path, schema, what_to_do)["runs"]
+
+
+def _read_record(results: ResultsPaths) -> dict[str, Any]:
+    """``rl_relay_hpo.json``: the search's settings as ``rl-relay hpo`` recorded them."""
+    path = results.hpo_record
+    if not path.exists():
+        raise ReevaluationError(
+            f"{path} is missing: this HPO was not started with `rl-relay hpo`, which records"
+            " the settings a re-evaluation needs; start it (or continue it) with rl-relay hpo"
+            " once"
+        )
+    return _checked_json(
+        path,
+        load_schema("hpo_record"),
+        "restore it, or start the search's rl-relay hpo command again (it rewrites this file"
+        " and continues the search where it stood)",
+    )
+
+
 def _search_seeds(results: ResultsPaths) -> set[int]:
     """Every seed of every kept job of the search (current and prepared attempts)."""
     seeds: set[int] = set()
     for parent in (results.working_dirs, results.best_jobs):
-        for state_file in parent.glob(f"*/{STATE_FILE}"):
-            data = _read_json(state_file)
-            for run in (data or {}).get("runs", []):
-                seeds.update(int(s) for s in run.get("seeds", []))
+        for state_file in sorted(parent.glob(f"*/{STATE_FILE}")):
+            runs = _state_runs(
+                state_file,
+                "rl-relay reevaluate reads every search job's seeds from it to use others;"
+                f" restore it, or move {state_file.parent} out of {results.root} (its seeds are"
+                " then not avoided)",
+            )
+            for run in runs or []:
+                seeds.update(int(s) for s in run["seeds"])
     return seeds
 
 
@@ -170,12 +223,15 @@ def _evaluated(results: ResultsPaths, candidates: list, max_attempts: int) -> li
     by_search_job: dict[int, Evaluated] = {c.job_id: Evaluated(c, []) for c in candidates}
     root = results.reevaluation / WORKING_DIRS
     for wd in sorted(root.glob("*")) if root.is_dir() else []:
-        settings = _read_json(wd / JOB_SETTINGS) or {}
+        what_to_do = f"restore it, or move {wd} away (that re-evaluation job then runs again)"
+        settings_file = wd / JOB_SETTINGS
+        settings = _read_json(settings_file) if settings_file.exists() else {}
+        if not isinstance(settings, dict):
+            raise ReevaluationError(f"{settings_file} is not a JSON object; {what_to_do}")
         target = by_search_job.get(settings.get(REEVALUATION_OF))
-        state = _read_json(JobPaths(wd).state)
-        if target is None or not isinstance(state, dict):
+        if target is None:
             continue
-        for run in state.get("runs", []):
+        for run in _state_runs(JobPaths(wd).state, what_to_do) or []:
             if run.get("done") and run.get("reward") is not None:
                 target.rewards.append(float(run["reward"]))
                 target.seeds.append(int(run["seeds"][-1]))
@@ -208,13 +264,7 @@ def run(args: argparse.Namespace) -> int:
     args.results_dir = Path(args.results_dir).absolute()
     try:
         results = ResultsPaths(find_procedure_dir(args.results_dir))
-        record = _read_json(results.hpo_record)
-        if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
-            raise ReevaluationError(
-                f"{results.hpo_record} is missing: this HPO was not started with `rl-relay"
-                " hpo`, which records the settings a re-evaluation needs; start it (or"
-                " continue it) with rl-relay hpo once"
-            )
+        record = _read_record(results)
         hpo = record["settings"]
         if hpo.get("optimizer_str") == "pbt":
             candidates, note = _pbt_candidates(results, hpo, args.top)
@@ -235,6 +285,10 @@ def run(args: argparse.Namespace) -> int:
             local=args.local or bool(record.get("local")),
         )
         _apply_overrides(settings, list(args.overrides))
+        attempts = lookup(settings["fixed_params"], "max_attempts", max_attempts)
+        if not isinstance(attempts, int) or attempts < 1:
+            raise ReevaluationError(f"max_attempts must be a positive integer, not {attempts!r}")
+        _evaluated(results, candidates, attempts)  # what a continued one holds is readable
     except (ReevaluationError, NoResultsError) as err:
         print(f"rl-relay reevaluate: {err}", file=sys.stderr)
         return exit_codes.FAILURE
@@ -251,8 +305,11 @@ def run(args: argparse.Namespace) -> int:
     )
     _run_grid_search(settings_file, local=args.local or bool(record.get("local")))
     minimize = bool(hpo.get("optimization_setting", {}).get("minimize", False))
-    attempts = int(lookup(settings["fixed_params"], "max_attempts", max_attempts))
-    evaluated = _evaluated(results, candidates, attempts)
+    try:
+        evaluated = _evaluated(results, candidates, attempts)
+    except ReevaluationError as err:
+        print(f"rl-relay reevaluate: {err}", file=sys.stderr)
+        return exit_codes.FAILURE
     rows = summary_rows(evaluated, minimize, args.runs)
     write_summary(results.reevaluation_summary, rows)
     advice = recommendation(evaluated, minimize)
