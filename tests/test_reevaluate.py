@@ -454,3 +454,157 @@ def test_a_hand_corrupted_reevaluation_is_one_message_naming_the_file(
     assert again.returncode == 0 and "Traceback" not in again.stderr  # rewritten
     with open(results / "reevaluation" / "summary.csv") as f:
         assert [r["runs"] for r in csv.DictReader(f)] == ["2"]
+
+
+# -- which re-evaluation a request continues (#28: a new request never mixes with an old one)
+
+
+def test_only_the_same_request_continues_a_reevaluation() -> None:
+    from rl_relay.reevaluate.request import Earlier, choose_directory, identity, latest
+
+    a = identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 3, [])
+    request = {"identity": a, "base_seed": 7, "last_started": "2026-01-02T00:00:00+00:00"}
+    old = Earlier(1, "reevaluation", request)
+    legacy = Earlier(2, "reevaluation-2", None)  # before requests were recorded
+    assert choose_directory(a, [old, legacy], fresh=False).continues
+    assert choose_directory(a, [old, legacy], fresh=False).number == 1
+    fresh = choose_directory(a, [old, legacy], fresh=True)
+    assert (fresh.number, fresh.same, fresh.continues) == (1, old, False)
+    for other in (
+        identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 5, []),  # more runs
+        identity([(9, {"lr": 2.0}), (4, {"lr": 1.0})], 3, []),  # a new best job first
+        identity([(4, {"lr": 1.0})], 3, []),
+        identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 3, [("a", 1)]),
+    ):
+        choice = choose_directory(other, [old, legacy], fresh=False)
+        assert (choice.number, choice.same) == (3, None)
+    assert choose_directory(a, [], fresh=False).number == 1
+    assert latest([old, legacy]) is old  # an unknown start time counts as oldest
+    later = Earlier(3, "reevaluation-3", {**request, "last_started": "2026-01-03T00:00:00+00:00"})
+    assert latest([old, later, legacy]) is later
+    # JSON's lists and Python's tuples are the same request (PBT's schedules are tuples)
+    assert identity([(1, {"s": ((0, (("lr", 1),)),)})], 2, []) == identity(
+        [(1, {"s": [[0, [["lr", 1]]]]})], 2, []
+    )
+
+
+def test_the_announcement_says_what_this_start_does() -> None:
+    from rl_relay.reevaluate.request import (
+        Earlier,
+        announcement,
+        choose_directory,
+        identity,
+    )
+
+    a = identity([(4, {"lr": 1.0})], 3, [])
+    b = identity([(4, {"lr": 1.0})], 5, [("cluster_requirements.request_cpus", 2)])
+    old = Earlier(1, "reevaluation", {"identity": a, "base_seed": 7, "last_started": "x"})
+    line = announcement(choose_directory(a, [old], False), a, [old], "D", 7)
+    assert line.startswith("Continuing the re-evaluation in D: 1 configuration(s)")
+    line = announcement(choose_directory(b, [old], False), b, [old], "D2", 7)
+    assert line.startswith("Re-evaluating in D2: 1 configuration(s) (search job(s) 4) x 5 runs")
+    assert "request_cpus=2" in line and "beside reevaluation/" in line and "x 3 runs" in line
+    line = announcement(choose_directory(a, [old], True), a, [old], "D", 7, moved_to="D.old")
+    assert line.startswith("Re-evaluating from the start in D") and "moved to D.old" in line
+    assert "\n" not in line
+
+
+keys = st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@given(st.lists(st.tuples(keys, json_values), max_size=4))
+def test_override_strings_parse_to_their_key_and_value(pairs: list) -> None:
+    from rl_relay.reevaluate.request import parse_overrides
+
+    texts = [f"{'.'.join(k)}={v!r}" for k, v in pairs]
+    assert parse_overrides(texts) == [(".".join(k), v) for k, v in pairs]
+
+
+@pytest.mark.parametrize("bad", ["no_equals", "=1", "a=not a literal", "a={1, 2}", "a=b'x'"])
+def test_a_bad_override_string_is_an_override_error(bad: str) -> None:
+    from rl_relay.reevaluate.request import OverrideError, parse_overrides
+
+    with pytest.raises(OverrideError) as err:
+        parse_overrides([bad])
+    assert repr(bad) in str(err.value)
+
+
+def summary_of(directory: Path) -> list[dict[str, str]]:
+    with open(directory / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def make_best(results: Path, job: int) -> None:
+    """As if the search had gone on and found a new best job: ``job``'s value raised."""
+    for metrics in (results / "working_directories" / str(job)).glob("metrics.csv"):
+        rows = list(csv.DictReader(metrics.open()))
+        rows[0]["mean_eprewmean"] = "1000.0"
+        with metrics.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+@pytest.mark.slow
+def test_another_request_is_a_new_reevaluation_beside_the_old_one(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    first = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (old,) = summary_of(results / "reevaluation")
+    # more runs: a new re-evaluation with every run it announces, the old one untouched
+    more = reevaluate(results, "--top", "1", "--runs", "3", "--local")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "Re-evaluating in " in more.stdout and "beside reevaluation/" in more.stdout
+    assert [r["runs"] for r in summary_of(results / "reevaluation-2")] == ["3"]
+    assert summary_of(results / "reevaluation") == [old]
+    # the same request again: continued, nothing runs twice
+    again = reevaluate(results, "--top", "1", "--runs", "3", "--local")
+    assert "Continuing the re-evaluation in " in again.stdout
+    assert len(list((results / "reevaluation-2" / "working_directories").iterdir())) == 1
+    # the search found a new best job: it gets its own runs, not the old job's "results"
+    others = [int(p.name) for p in (results / "working_directories").iterdir()]
+    new_best = next(j for j in sorted(others) if j != int(old["search_job"]))
+    make_best(results, new_best)
+    best = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert best.returncode == 0, best.stderr[-2000:]
+    (row,) = summary_of(results / "reevaluation-3")
+    assert (int(row["search_job"]), row["runs"]) == (new_best, "2")
+    # --fresh: the same request's directory moved aside, nothing deleted
+    fresh = reevaluate(results, "--top", "1", "--runs", "2", "--local", "--fresh")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert "Re-evaluating from the start in " in fresh.stdout
+    (aside,) = results.glob("reevaluation-3.*")
+    assert summary_of(aside) == [row] and len(summary_of(results / "reevaluation-3")) == 1
+    # the report shows the latest (reevaluation-3/, started last) and says which
+    report = rl_relay("report", str(results))
+    assert report.returncode == 0, report.stderr
+    page = (results / "report" / "index.html").read_text()
+    assert "From reevaluation-3/: 1 configuration(s) (search job(s) " in page
+    assert "the latest of 3 re-evaluations here" in page
+
+
+@pytest.mark.slow
+def test_a_reevaluation_made_before_requests_were_recorded_is_never_continued(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    first = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (results / "reevaluation" / "request.json").unlink()
+    second = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "reevaluation-2" in second.stdout and "a request that is not recorded" in second.stdout
+    (results / "reevaluation-2" / "request.json").write_text('{"identity": 3}')
+    third = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert_one_message(third, "reevaluation-2/request.json is corrupt", "move ")
