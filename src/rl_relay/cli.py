@@ -4,7 +4,7 @@
 - ``rl-relay check SETTINGS.json ['key=value' ...]``: find configuration errors before
   anything is submitted.
 - ``rl-relay report RESULTS_DIR``: an HTML page with figures of a finished or running HPO.
-- ``rl-relay reevaluate RESULTS_DIR [--top K] [--runs M]``: the best configurations again,
+- ``rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--fresh]``: the best configurations again,
   on fresh seeds.
 
 Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args)``.
