@@ -114,7 +114,7 @@ def test_values_in_the_settings_file_reach_the_job_as_cluster_utils_reads_them(
     assert not CANARY.exists()
 
 
-def _project_copy(directory: Path, git: bool) -> Path:
+def project_copy(directory: Path, git: bool) -> Path:
     """The parts of this repository a job runs (wrappers/, src/); with ``git``, a clone of a
     repository holding them (cluster_utils clones the working copy's ``origin``, a URL: a
     local path would have to have an ``origin`` of its own)."""
@@ -145,7 +145,7 @@ def test_an_hpo_from_directories_with_spaces_and_shell_characters(
     dollar = "" if clone else "$"
     base = tmp_path / ODD_DIR.replace("$", dollar)
     base.mkdir()
-    project = _project_copy(base / f"project {dollar}P", git=clone)
+    project = project_copy(base / f"project {dollar}P", git=clone)
     venv = base / "venv 'v'"
     venv.symlink_to(sys.prefix)
     cache = base / f'cache "c" {dollar}C'
@@ -187,7 +187,7 @@ def test_hostile_values_through_run_singularity(tmp_path: Path) -> None:
     """run_singularity passes the parameter file's path into the container unchanged (the
     recording stand-in runtime runs the command on the host); the job inside reads it.
     Apptainer's bind syntax cannot express "," or ":" in a path: none here."""
-    start = _project_copy(tmp_path / "start dir $HOME `x` it's", git=False)
+    start = project_copy(tmp_path / "start dir $HOME `x` it's", git=False)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shutil.copy(REPO / "tests" / "stand_ins" / "apptainer", bin_dir / "apptainer")
@@ -212,3 +212,33 @@ def test_hostile_values_through_run_singularity(tmp_path: Path) -> None:
         assert call["argv"][-3].startswith("--job-id=") and call["argv"][-1] == str(params_file)
     assert not CANARY.exists() and not list(tmp_path.rglob("rl-relay-canary"))
     assert_no_survivors(tmp_path)
+
+
+def test_a_name_slurm_job_files_cannot_hold_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """A newline in the procedure's name cannot be written into an ``#SBATCH`` line."""
+    settings, _ = hostile_hpo(tmp_path, [], "", "")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rl_relay.cli",
+            "hpo",
+            str(settings),
+            'optimization_procedure_name="a\\nb"',
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "optimization_procedure_name: 'a\\nb' holds a control character" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()

@@ -582,12 +582,16 @@ def test_local_backend_runs_the_job_script_from_odd_paths(
 def test_slurm_run_script_quotes_its_name_and_files(
     tmp_path: Path, job_script_patched: None
 ) -> None:
-    """``#SBATCH`` values in sbatch's quotes (checked against a real sbatch in
-    test_slurm_hpo.py), output files relative to the jobs directory, ``.FAILED`` quoted."""
+    """``#SBATCH`` values in sbatch's quotes, Slurm's filename patterns escaped (both
+    checked against a real sbatch in test_slurm_hpo.py), ``.FAILED`` quoted."""
     from cluster_utils.server.slurm_cluster_system import SlurmJobRequirements
 
     assert job_script.sbatch_value('a "b" \\c\nd') == '"a \\"b\\" \\\\c_d"'
-    tree = _odd_tree(tmp_path, ["main", "venv", "results", "jobs \"$x\" 'y'"])
+    assert job_script.slurm_file_name("/a %j/b.out") == "/a %%j/b.out"
+    assert job_script.slurm_file_name("/a \\ %j/b.out") == "/a \\\\ %j/b.out"
+    with pytest.raises(ValueError, match="control character"):
+        job_script.slurm_file_name("/a\nb/c.out")
+    tree = _odd_tree(tmp_path, ["main", "venv", "results", "jobs \"$x\" 'y' %j"])
     requirements = SlurmJobRequirements.from_settings_dict(
         {"partition": "debug", "request_cpus": 1, "memory_in_mb": 100, "request_time": "1:00"}
     )
@@ -597,8 +601,9 @@ def test_slurm_run_script_quotes_its_name_and_files(
     job = _job(tree, {}, {}, name='my "hpo" \\ $x')
     job_script.slurm_job_script(submission, job)
     script = Path(job.run_script_path).read_text()
-    assert '#SBATCH --job-name="my \\"hpo\\" \\\\ $x_3"' in script
-    assert "#SBATCH --output=job_1_3.out\n#SBATCH --error=job_1_3.err" in script
+    assert '#SBATCH --job-name="my \\"hpo\\" \\\\ $x_3"\n' in script
+    out = str(tree["jobs"]).replace('"', '\\"').replace("%", "%%") + "/job_1_3"
+    assert f'#SBATCH --output="{out}.out"\n#SBATCH --error="{out}.err"\n' in script
     fake = tmp_path / "bin" / "srun"  # srun runs its command
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\nexec "$@"\n')

@@ -22,8 +22,8 @@ The replacements write the job's parameters as JSON to ``job_parameters.json`` i
 working directory (atomically, before the job is submitted) and pass only that path:
 cluster_utils' client reads a parameter file in place of ``--parameter-dict``
 (``rl_relay.job.run_learning`` and ``rl_relay.container.argv`` read it). Every path and
-argument is quoted with ``shlex.quote``; ``#SBATCH`` values with sbatch's own quoting, the
-Slurm output files named relative to the jobs directory sbatch is started in.
+argument is quoted with ``shlex.quote``; ``#SBATCH`` values with sbatch's own quoting, and
+the output files' ``%`` (Slurm's filename patterns) escaped.
 
 Shell text on purpose, as in cluster_utils: the values of ``environment_setup.variables``
 (``export NAME="value"``, so ``"$PATH:/opt/bin"`` expands) and the Slurm ``srun`` prefix.
@@ -232,6 +232,21 @@ def sbatch_value(value: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def slurm_file_name(path: str) -> str:
+    """``path`` as Slurm's ``--output``/``--error`` read it: they replace ``%j`` and the like
+    anywhere in the path (also in a directory's name, and in the job's working directory
+    that a relative name is joined to), unless it holds a backslash; then a backslash
+    escapes the character after it."""
+    if not path.isprintable():
+        raise ValueError(
+            f"{path!r}: an #SBATCH line cannot hold a control character (a newline, a tab);"
+            " remove it from CLUSTER_UTILS_CACHE_DIR or optimization_procedure_name"
+        )
+    if "\\" in path:
+        return path.replace("\\", "\\\\")
+    return path.replace("%", "%%")
+
+
 SLURM_RUN_SCRIPT = """#!/bin/bash
 {sbatch_arg_lines}
 
@@ -259,9 +274,8 @@ fi
 
 
 def slurm_job_script(self: Any, job: Any) -> None:
-    """``SlurmClusterSubmission._generate_run_script``: the job name in sbatch's quotes,
-    the output files relative to the jobs directory (sbatch runs there, and ``%`` in a path
-    would be a pattern), the ``.FAILED`` marker quoted."""
+    """``SlurmClusterSubmission._generate_run_script``: the job name and the output files in
+    sbatch's quotes, Slurm's filename patterns escaped; the ``.FAILED`` marker quoted."""
     from cluster_utils.base.constants import RETURN_CODE_FOR_RESUME
     from cluster_utils.server.slurm_cluster_system import SBatchArgumentBuilder
 
@@ -270,8 +284,8 @@ def slurm_job_script(self: Any, job: Any) -> None:
     cmd = job.generate_execution_cmd(self.paths, cmd_prefix="srun")
     args = SBatchArgumentBuilder()
     args.add("job-name", sbatch_value(f"{job.opt_procedure_name}_{job.id}"))
-    args.add("output", f"{name}.out")
-    args.add("error", f"{name}.err")
+    args.add("output", sbatch_value(slurm_file_name(str(path.with_suffix(".out")))))
+    args.add("error", sbatch_value(slurm_file_name(str(path.with_suffix(".err")))))
     req = self.requirements
     args.add("partition", req.partition)
     args.add("cpus-per-task", req.cpus_per_task)
