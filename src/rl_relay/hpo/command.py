@@ -11,7 +11,9 @@ strings, with these additions:
 - continuing: started again on a results directory that exists, it goes on where the HPO
   stood (results kept, only the missing jobs run, the optimiser from its saved state,
   which is written after every result); ``--fresh`` first moves the old directory aside
-  (renamed with a timestamp, nothing deleted) and starts over.
+  (renamed with a timestamp, nothing deleted) and starts over;
+- job scripts no shell misreads: each job's parameters in a JSON file, every path quoted
+  (``patches.job_script``).
 """
 
 from __future__ import annotations
