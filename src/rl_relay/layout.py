@@ -24,6 +24,9 @@ STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 #: A PBT member's hyperparameter schedule, written when it stops.
 PBT_SCHEDULE = "pbt_schedule.json"
+#: The job's parameters as ``rl-relay hpo`` hands them over: written by the driver before the
+#: job is submitted, its path the job script's only parameter (``hpo.patches.job_script``).
+JOB_PARAMETERS = "job_parameters.json"
 # -- one step (run_{run}.{iteration}-{attempt}) ----------------------------------------------
 MAIN_CONFIG = "config.json"
 CONFIG_DIR = "config"
@@ -138,6 +141,11 @@ class JobPaths:
     @property
     def stderr(self) -> Path:
         return self.working_dir / STDERR_FILE
+
+    @property
+    def parameters(self) -> Path:
+        """``job_parameters.json``: the parameters ``rl-relay hpo`` gave the job (JSON)."""
+        return self.working_dir / JOB_PARAMETERS
 
     @property
     def pbt_schedule(self) -> Path:

@@ -24,6 +24,8 @@ from rl_relay.check.job_checks import (
 )
 from rl_relay.check.settings_checks import (
     check_interaction,
+    check_job_files,
+    check_loader_changes,
     check_metric,
     check_requirements,
     check_script,
@@ -31,7 +33,12 @@ from rl_relay.check.settings_checks import (
     check_shell_quoting,
 )
 from rl_relay.container.runtime import check_settings as container_checks
-from rl_relay.hpo.settings import add_local_argument, add_settings_arguments, load_settings
+from rl_relay.hpo.settings import (
+    add_local_argument,
+    add_settings_arguments,
+    load_settings,
+    load_written_settings,
+)
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
 from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 
@@ -91,10 +98,28 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
         ),
         ("job script", ("script_relative_path",), lambda: check_script(ctx)),
         (
-            "values survive cluster_utils' job script",
+            "values as written reach the jobs",
             ("fixed_params", "optimized_params"),
-            lambda: check_shell_quoting(ctx),
+            lambda: check_loader_changes(ctx),
         ),
+    ]
+    if ctx.engine != "local":
+        checks.append(
+            (
+                f"names and paths {ctx.engine} job files can hold",
+                ("optimization_procedure_name",),
+                lambda: check_job_files(ctx),
+            )
+        )
+    if ctx.plain_cluster_utils:  # rl-relay hpo passes a parameter file and quotes every path
+        checks.append(
+            (
+                "values and paths survive cluster_utils' job script",
+                ("fixed_params", "optimized_params", "environment_setup", "singularity"),
+                lambda: check_shell_quoting(ctx),
+            )
+        )
+    checks += [
         ("fixed parameters and templates", ("fixed_params",), lambda: check_job_params(ctx)),
         (
             "search space against templates and schemas",
@@ -138,6 +163,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _written(args: argparse.Namespace) -> dict | None:
+    """The settings as written, or None when only cluster_utils' own loader can read them."""
+    try:
+        written = load_written_settings(args.settings_file, args.overrides)
+    except Exception:  # noqa: BLE001 (the loader's errors are reported already)
+        return None
+    return written if isinstance(written, dict) else None
+
+
 def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
@@ -157,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         interactive=sys.stdin.isatty(),
         cwd=Path.cwd(),
         plain_cluster_utils=getattr(args, "cluster_utils", False),
+        written=_written(args),
     )
     problems, passed, skipped = run_checks(ctx)
     print(f"rl-relay check {args.settings_file} (engine: {ctx.engine})", file=out)

@@ -1,8 +1,14 @@
-"""Checks of the settings file itself: its shape, the keyboard, the metric, the engine."""
+"""Checks of the settings file itself: its shape, the keyboard, the metric, the engine, what
+cluster_utils' loader and (plain) job script do to its values and paths."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from rl_relay.check.context import Context, Problem, results_path
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED
@@ -133,9 +139,10 @@ def check_script(ctx: Context) -> list[Problem]:
     return []
 
 
-#: Characters bash interprets inside the double-quoted word in which cluster_utils 3.0
+#: Characters bash interprets inside the double-quoted word in which plain cluster_utils 3.0
 #: (server/job.py) writes ``--parameter-dict "{...}"``: the Python repr of the job's
 #: parameters. A value holding one reaches the job changed, or breaks the job script.
+#: ``rl-relay hpo`` passes a parameter file instead (``hpo.patches.job_script``).
 SHELL_SPECIAL = ("$", "`", '"', "\\")
 
 
@@ -146,39 +153,119 @@ def _shell_problem(where: str, text: str) -> Problem | None:
         return None
     return Problem(
         where,
-        f"{text!r} would reach the job changed: cluster_utils passes the job's parameters"
+        f"{text!r} would reach the job changed: plain cluster_utils passes the job's parameters"
         " inside one double-quoted bash word, where"
         f" {' '.join(bad)} {'is' if len(bad) == 1 else 'are'} interpreted"
         + (" (a ' makes Python quote the value with \")" if "'" in text else "")
-        + "; remove the character, or move the value into a file (a template config, a script)",
+        + "; start the HPO with `rl-relay hpo`, which passes them in a file, or remove the"
+        " character",
     )
+
+
+def _leaves(where: str, value: object) -> list[tuple[str, object]]:
+    """``(key, leaf)`` of every value in ``value``, lists and mappings at any depth."""
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _leaves(f"{where}[{i}]", v)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _leaves(f"{where}.{k}", v)]
+    return [(where, value)]
 
 
 def _strings(where: str, value: object) -> list[tuple[str, str]]:
     """``(key, text)`` of every string in ``value``, lists and mappings at any depth."""
-    if isinstance(value, str):
-        return [(where, value)]
-    if isinstance(value, list):
-        return [found for i, v in enumerate(value) for found in _strings(f"{where}[{i}]", v)]
-    if isinstance(value, dict):
-        return [found for k, v in value.items() for found in _strings(f"{where}.{k}", v)]
-    return []
+    return [(key, leaf) for key, leaf in _leaves(where, value) if isinstance(leaf, str)]
+
+
+def _parameter_values(settings: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """``(key, leaf)`` of every value the jobs get: fixed parameters and ``Discrete`` options."""
+    found: list[tuple[str, object]] = []
+    fixed = settings.get("fixed_params")
+    for name, value in flatten(plain(fixed)) if isinstance(fixed, Mapping) else []:
+        found += _leaves(f"fixed_params.{name}", value)
+    items = settings.get("optimized_params")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("options"), list):
+            found += _leaves(f"optimized_params[{i}].options", plain(item["options"]))
+    return found
 
 
 def check_shell_quoting(ctx: Context) -> list[Problem]:
-    """Names and string values that cluster_utils' job script would alter (see SHELL_SPECIAL).
+    """For plain ``python -m cluster_utils.hp_optimization`` (``rl-relay hpo`` quotes
+    everything): string values its job script would alter (see SHELL_SPECIAL) and the
+    paths it pastes into the script unquoted (a space: ``cd: too many arguments``).
 
-    Fixed parameters, the search space's names and ``Discrete`` options, and the results
-    directory (every job gets its ``working_dir`` under it)."""
-    texts: list[tuple[str, str]] = []
-    for name, value in flatten(plain(ctx.section("fixed_params"))):
-        texts.append((f"fixed_params.{name}", name))
-        texts += _strings(f"fixed_params.{name}", value)
-    for i, item in ctx.optimized_params:
-        texts += _strings(f"optimized_params[{i}].param", item.get("param"))
-        texts += _strings(f"optimized_params[{i}].options", plain(item.get("options")))
+    Fixed parameters, ``Discrete`` options and the results directory (every job gets its
+    ``working_dir`` under it); the project directory, the virtual environment, the script,
+    the jobs directory and the image."""
+    texts = [(k, v) for k, v in _parameter_values(ctx.settings) if isinstance(v, str)]
     results = results_path(ctx.settings)
     if results is not None:
         texts.append(("results_dir / optimization_procedure_name", str(results)))
     found = [_shell_problem(ctx.at(where), text) for where, text in texts]
-    return [p for p in found if p is not None]
+    return [p for p in found if p is not None] + _unquoted_paths(ctx)
+
+
+def _unquoted_paths(ctx: Context) -> list[Problem]:
+    cache = os.environ.get(
+        "CLUSTER_UTILS_CACHE_DIR", os.path.join(Path.home(), ".cache", "cluster_utils")
+    )
+    name = str(ctx.settings.get("optimization_procedure_name", ""))
+    setup = ctx.section("environment_setup")
+    paths = [
+        ("CLUSTER_UTILS_CACHE_DIR (the jobs directory)", cache),
+        ("optimization_procedure_name (the jobs directory's name)", name),
+        ("script_relative_path", str(ctx.settings.get("script_relative_path", ""))),
+        *((f"environment_setup.{key}", str(setup[key])) for key in _SETUP_PATHS if key in setup),
+        ("singularity.image", str(ctx.section("singularity").get("image", ""))),
+    ]
+    if ctx.settings.get("run_in_working_dir", False):
+        paths.append(("run_in_working_dir (the directory you start it in)", str(ctx.cwd)))
+    return [
+        Problem(
+            ctx.at(where),
+            f"{path!r} would be pasted unquoted into plain cluster_utils' job script, where"
+            " bash splits it at a space and interprets quotes, $ and the like: the job never"
+            " starts and the HPO waits for it; start the HPO with `rl-relay hpo`, which quotes"
+            " every path, or use a path of letters, digits and _ - . / only",
+        )
+        for where, path in paths
+        if path and shlex.quote(path) != path
+    ]
+
+
+#: ``environment_setup`` keys cluster_utils pastes into its job script as paths.
+_SETUP_PATHS = ("virtual_env_path", "conda_env_path", "pre_job_script")
+
+
+def check_loader_changes(ctx: Context) -> list[Problem]:
+    """Values cluster_utils' settings loader changes before any job sees them: smart_settings'
+    dynamic values evaluate every string as a Python f-string, so ``\\n`` becomes a newline,
+    ``\\\\`` one backslash, ``"a" "b"`` ``ab``. Strings with ``{`` are left alone (a dynamic
+    value is what they are for)."""
+    if ctx.written is None:
+        return []
+    read = dict(_parameter_values(ctx.settings))
+    return [
+        Problem(
+            ctx.at(where),
+            f"is written {written!r} but cluster_utils reads {read[where]!r}: it evaluates"
+            " every string of the settings file as a Python f-string (smart_settings' dynamic"
+            " values), which processes backslash escapes; double each backslash to keep it,"
+            " or give the value as an override string on the command line",
+        )
+        for where, written in _parameter_values(ctx.written)
+        if isinstance(written, str)
+        and "{" not in written
+        and where in read
+        and read[where] != written
+    ]
+
+
+def check_job_files(ctx: Context) -> list[Problem]:
+    """What Slurm's ``#SBATCH`` lines and HTCondor's submit description cannot hold."""
+    from rl_relay.hpo.settings import job_file_problems
+
+    return [
+        Problem(ctx.at(key), what)
+        for key, what in job_file_problems(ctx.settings, ctx.engine, os.environ)
+    ]

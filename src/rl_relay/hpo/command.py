@@ -11,7 +11,9 @@ strings, with these additions:
 - continuing: started again on a results directory that exists, it goes on where the HPO
   stood (results kept, only the missing jobs run, the optimiser from its saved state,
   which is written after every result); ``--fresh`` first moves the old directory aside
-  (renamed with a timestamp, nothing deleted) and starts over.
+  (renamed with a timestamp, nothing deleted) and starts over;
+- job scripts no shell misreads: each job's parameters in a JSON file, every path quoted
+  (``patches.job_script``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
+def _problems(settings_file: Path, settings: Mapping[str, Any], local: bool = False) -> list[str]:
+    from rl_relay.check.context import detect_engine
+    from rl_relay.hpo.settings import job_file_problems
     from rl_relay.optimizers import optimizer_problems
     from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 
@@ -59,12 +64,15 @@ def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
     ]
     if missing:
         return [f"{settings_file}: {key}: is missing" for key in missing]
-    found = optimizer_problems(
-        settings["optimizer_str"],
-        settings.get("optimizer_settings"),
-        settings.get("optimized_params", []),
-    )
-    found += stopping_problems(settings)
+    found = [
+        *optimizer_problems(
+            settings["optimizer_str"],
+            settings.get("optimizer_settings"),
+            settings.get("optimized_params", []),
+        ),
+        *stopping_problems(settings),
+        *job_file_problems(settings, detect_engine(local), os.environ),
+    ]
     return [f"{settings_file}: {key}: {what}" for key, what in found]
 
 
@@ -82,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
         print(f"rl-relay hpo: {args.settings_file} cannot be read: {err}", file=sys.stderr)
         return 1
-    problems = _problems(args.settings_file, settings)
+    problems = _problems(args.settings_file, settings, args.local)
     if problems:
         for problem in problems:
             print(f"rl-relay hpo: {problem}", file=sys.stderr)

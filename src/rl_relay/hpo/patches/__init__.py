@@ -8,7 +8,9 @@ source, one module per change, each naming the defect or the missing feature it 
 - ``continuing``: an HPO continues where its results directory stands;
 - ``job_count``: one job more than ``number_of_samples`` is started;
 - ``results_dir``: an existing results directory makes it ask on the keyboard;
-- ``local_backend``: ``--local`` even where a scheduler is installed.
+- ``local_backend``: ``--local`` even where a scheduler is installed;
+- ``job_script``: a job's parameters and paths go through bash: values changed or run,
+  spaces in paths break the job script (parameters in a JSON file, every path quoted).
 
 They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
 check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.
@@ -73,6 +75,7 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
         cem_continue,
         continuing,
         job_count,
+        job_script,
         local_backend,
         nevergrad_continue,
         results_dir,
@@ -85,5 +88,6 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
     results_dir.install()
     job_count.install()
     continuing.install(settings or {})
+    job_script.install()
     if local:
         local_backend.install()
