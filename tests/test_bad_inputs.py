@@ -227,7 +227,7 @@ def test_disk_full_at_any_write(make_job, tmp_path, caplog, monkeypatch, fail_at
 
 # -- rl-relay check --------------------------------------------------------------------------
 
-GOOD_SETTINGS = Path(__file__).resolve().parent.parent / "hp_optim" / "hp_optim_ppo_local.json"
+GOOD_SETTINGS = Path(__file__).resolve().parent.parent / "hp_optim" / "hp_optim_ppo_local_large.json"
 BAD_SETTINGS = st.sampled_from(
     [
         (lambda s: s.update(optimized_params={"param": "x"}), "optimized_params"),
