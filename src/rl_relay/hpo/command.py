@@ -101,8 +101,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         from cluster_utils import hp_optimization
 
-        record_start(result_dir, args, settings)
-        install(local=args.local, settings=settings)
+        install(
+            local=args.local,
+            settings=settings,
+            # only once the saved state fits the settings: a refused start changes nothing
+            on_accept=lambda: record_start(result_dir, args, settings),
+        )
         _quiet_console_log()
         sys.argv = ["rl-relay hpo", str(args.settings_file), *args.overrides]
         return int(hp_optimization.main() or 0)
