@@ -12,6 +12,10 @@ strings, with these additions:
   stood (results kept, only the missing jobs run, the optimiser from its saved state,
   which is written after every result); ``--fresh`` first moves the old directory aside
   (renamed with a timestamp, nothing deleted) and starts over.
+
+Before anything is moved, locked or written, the settings pass the rules of ``rl-relay
+check`` (``rl_relay.check.rules``): an error refuses the start with the same message, a
+warning is printed.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
+from rl_relay.check.rules import check_settings_file
 from rl_relay.hpo.continuation import (
     DirectoryBusy,
     hold_driver_lock,
     move_aside,
     release_driver_lock,
 )
-from rl_relay.hpo.settings import add_local_argument, add_settings_arguments, load_settings
+from rl_relay.hpo.settings import add_local_argument, add_settings_arguments
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
 
@@ -48,24 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
-    from rl_relay.optimizers import optimizer_problems
-
-    missing = [
-        key
-        for key in ("results_dir", "optimization_procedure_name", "optimizer_str")
-        if key not in settings
-    ]
-    if missing:
-        return [f"{settings_file}: {key}: is missing" for key in missing]
-    found = optimizer_problems(
-        settings["optimizer_str"],
-        settings.get("optimizer_settings"),
-        settings.get("optimized_params", []),
-    )
-    return [f"{settings_file}: {key}: {what}" for key, what in found]
-
-
 def run(args: argparse.Namespace) -> int:
     from rl_relay.hpo.patches import UnsupportedClusterUtils, install, require_supported
     from rl_relay.optimizers.persist import ContinueError
@@ -75,20 +62,20 @@ def run(args: argparse.Namespace) -> int:
     except UnsupportedClusterUtils as err:
         print(f"rl-relay hpo: {err}", file=sys.stderr)
         return 1
-    try:
-        settings = load_settings(args.settings_file, args.overrides)
-    except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
-        print(f"rl-relay hpo: {args.settings_file} cannot be read: {err}", file=sys.stderr)
-        return 1
-    problems = _problems(args.settings_file, settings)
-    if problems:
-        for problem in problems:
-            print(f"rl-relay hpo: {problem}", file=sys.stderr)
+    # the rules of rl-relay check, before anything is moved, locked or written
+    verdict = check_settings_file(args.settings_file, args.overrides, local=args.local)
+    for problem in verdict.warnings:
+        print(f"rl-relay hpo: warning: {problem.where}: {problem.what}", file=sys.stderr)
+    if verdict.errors or verdict.settings is None:
+        for problem in verdict.errors:
+            print(f"rl-relay hpo: {problem.where}: {problem.what}", file=sys.stderr)
         print(
-            "Nothing was started (rl-relay check SETTINGS finds other problems too).",
+            f"Nothing was started: {len(verdict.errors)} problem(s), the same that"
+            " `rl-relay check` reports.",
             file=sys.stderr,
         )
         return 1
+    settings = dict(verdict.settings)
     result_dir = results_root(settings)
     try:
         if args.fresh and result_dir.exists():
