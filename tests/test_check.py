@@ -283,3 +283,22 @@ def test_a_pbt_file_names_each_problem_once(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert out.count("optimizer_settings.quantile_fraction") == 1, out
     assert out.count("fixed_params.learning_runs_per_job") == 1, out
+
+
+def test_every_key_cluster_utils_or_rl_relay_reads_is_accepted(settings: Path) -> None:
+    """The optional sections of cluster_utils 3.0's hp_optimization, and rl-relay's
+    ``early_stopping`` (whose content its own checks own), are no unknown keys."""
+    from rl_relay.check.rules import check_settings_file
+
+    def add(s: dict) -> None:
+        s.update(
+            git_params={"branch": "main"},
+            kill_bad_jobs_early=False,
+            early_killing_params={},
+            remove_jobs_dir=True,
+            early_stopping={"anything": ["goes", 1]},
+        )
+        s["optimization_setting"]["n_completed_jobs_before_resubmit"] = 2
+
+    verdict = check_settings_file(edit(settings, add), [], local=True, cwd=REPO)
+    assert verdict.problems == (), verdict.problems

@@ -329,20 +329,65 @@ def test_continuing_numbers_new_jobs_after_the_used_ids(tmp_path: Path) -> None:
     assert make_interface()._inc_job_id == 6  # cluster_utils increments before use
 
 
-def test_a_pbt_continues_by_starting_every_member_again(tmp_path: Path) -> None:
-    seen: list[dict] = []
-    settings = {
-        "optimizer_settings": {"population_size": 2, "perturbation_interval": 1},
-        "fixed_params": {"training_iterations": 2},
-        "optimized_params": MIXED[:1],
-        "optimization_setting": {"metric_to_optimize": METRIC, "minimize": False},
+PBT_SETTINGS = {
+    "optimizer_settings": {"population_size": 2, "perturbation_interval": 1},
+    "fixed_params": {"training_iterations": 2},
+    "optimized_params": MIXED[:1],
+    "optimization_setting": {"metric_to_optimize": METRIC, "minimize": False},
+}
+
+
+def _pbt_kwargs(result_dir: Path, **optimizer_settings: object) -> dict:
+    return {
+        **_hpo_kwargs(result_dir, 2, optimizer_str="pbt"),
+        "optimizer_settings": {**PBT_SETTINGS["optimizer_settings"], **optimizer_settings},
+        "optimized_params": distributions(MIXED[:1]),
+        "other_params": {"a": 1},
     }
-    wrapped = continuing.continuing_hp_optimization(lambda **kw: seen.append(kw), settings)
-    wrapped(**{**_hpo_kwargs(tmp_path, 2, optimizer_str="pbt"), "other_params": {"a": 1}})
+
+
+def test_a_pbt_continues_by_starting_every_member_again(tmp_path: Path) -> None:
+    from cluster_utils.server.settings import optimizer_dict
+
+    from rl_relay.optimizers import register
+
+    register(optimizer_dict)
+    seen: list[dict] = []
+    wrapped = continuing.continuing_hp_optimization(lambda **kw: seen.append(kw), PBT_SETTINGS)
+    wrapped(**_pbt_kwargs(tmp_path))
     [kwargs] = seen
     assert kwargs["other_params"]["a"] == 1
     assert kwargs["other_params"]["pbt.population_dir"] == str(tmp_path / "population")
     assert kwargs["number_of_samples"] == 2  # every member again: member k is job k
+
+
+@pytest.mark.parametrize("optimizer_str", ["genetic", "pbt"])
+def test_the_start_is_accepted_only_once_the_saved_state_fits(
+    tmp_path: Path, optimizer_str: str
+) -> None:
+    """``on_accept`` (where ``rl-relay hpo`` writes its record) runs after the saved state was
+    loaded and checked, never for a refused continuation, and before cluster_utils runs."""
+    from cluster_utils.server.settings import optimizer_dict
+
+    from rl_relay.optimizers import register
+
+    register(optimizer_dict)
+    events: list[str] = []
+    wrapped = continuing.continuing_hp_optimization(
+        lambda **kw: events.append("ran"), PBT_SETTINGS, on_accept=lambda: events.append("ok")
+    )
+    if optimizer_str == "pbt":
+        kwargs, refused = _pbt_kwargs(tmp_path), _pbt_kwargs(tmp_path, seed=5)
+    else:
+        kwargs = _hpo_kwargs(tmp_path, 4)
+        refused = {**kwargs, "minimize": True}
+    saved = continuing.load_or_create(kwargs)
+    saved.save_data_and_self(str(tmp_path))
+    with pytest.raises(ContinueError):
+        wrapped(**refused)
+    assert events == []
+    wrapped(**kwargs)
+    assert events == ["ok", "ran"]
 
 
 def test_hpo_refuses_an_unsupported_cluster_utils_before_anything_is_written(

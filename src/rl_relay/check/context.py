@@ -13,10 +13,15 @@ from rl_relay.layout import results_root
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing to fix: where (file and key), what is wrong, what to do."""
+    """One thing to fix: where (file and key), what is wrong, what to do.
+
+    A warning is printed but refuses nothing: it is about the machines the jobs run on,
+    which this one (a login node) may not be.
+    """
 
     where: str
     what: str
+    warning: bool = False
 
 
 @dataclass

@@ -3,6 +3,7 @@ cluster_utils' loader and (plain) job script do to its values and paths."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.check.context import Context, Problem, results_path
+from rl_relay.hpo.settings import SECTION, known_keys
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED
 from rl_relay.paramtree import flatten, plain
 from rl_relay.validation import load_schema, problems
@@ -28,21 +30,67 @@ def _key(dotted: str) -> str:
     return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", dotted)
 
 
+#: What to do about a schema rule of one key, where jsonschema's own words would not say it.
+_SCHEMA_HINTS = {
+    ("optimization_procedure_name", "pattern"): (
+        "is {value!r}: it names this HPO's own directory inside results_dir (which `rl-relay"
+        " hpo --fresh` moves aside), so it must be one plain directory name, not empty, '.'"
+        " or '..' and without '/'; e.g. \"ppo_run_2\""
+    ),
+    ("optimized_params", "minItems"): (
+        "is empty: give at least one parameter to search (with none, cluster_utils runs every"
+        " job and then fails on its tables with 'No group keys passed!')"
+    ),
+}
+
+
+def unknown_key_problems(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, what to do) for every key nothing reads: at the top level (cluster_utils ignores
+    it) and in ``optimization_setting`` (its hp_optimization fails with a TypeError), each with
+    a did-you-mean among every known key, a misplaced one included."""
+    known = [*known_keys(), *(f"{SECTION}.{k}" for k in known_keys(SECTION))]
+    by_leaf: dict[str, str] = {}
+    for name in known:
+        by_leaf.setdefault(name.rsplit(".", 1)[-1], name)
+    found = []
+    section = settings.get(SECTION)
+    places = [("", settings), (f"{SECTION}.", section if isinstance(section, Mapping) else {})]
+    for prefix, mapping in places:
+        allowed = known_keys(prefix.rstrip(".") or None)
+        for name in sorted(str(k) for k in mapping if k not in allowed):
+            close = difflib.get_close_matches(name, sorted(by_leaf), n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean {by_leaf[close[0]]!r}?"
+            else:
+                hint = f"known keys here: {', '.join(sorted(allowed))}"
+            found.append((f"{prefix}{name}", f"is not a setting anything reads; {hint}"))
+    return found
+
+
 def check_shape(ctx: Context) -> list[Problem]:
     """Every section present with the type cluster_utils expects (its own errors are
-    tracebacks); sections found broken are skipped by the checks that read them."""
+    tracebacks), and no key nothing reads; sections found broken are skipped by the checks
+    that read them."""
     found = []
     for problem in problems(load_schema("hpo_settings"), ctx.settings):
+        if problem.rule == "additionalProperties":
+            continue  # unknown_key_problems, with a did-you-mean
         key = _key(problem.key)
         item = re.match(r"optimized_params\[\d+\]", key)
         ctx.broken.add(item.group(0) if item else key.split(".")[0])
-        if problem.rule == "required" and "." not in problem.key:
+        hint = _SCHEMA_HINTS.get((key, problem.rule))
+        if hint is not None:
+            what = hint.format(value=ctx.settings.get(key))
+        elif problem.rule == "required" and "." not in problem.key:
             what = "is missing; cluster_utils' hp_optimization needs it"
         elif problem.rule == "required":
             what = f"{problem.message.split(' is a')[0]} is missing"
         else:
             what = f"{problem.message}; see the README's settings examples (hp_optim/)"
         found.append(Problem(ctx.at(key), what))
+    found += [Problem(ctx.at(key), what) for key, what in unknown_key_problems(ctx.settings)]
+    if SECTION not in ctx.broken:
+        found += _resubmit_problems(ctx)
     if "environment_setup" not in ctx.settings:
         found.append(
             Problem(
@@ -52,6 +100,22 @@ def check_shape(ctx: Context) -> list[Problem]:
             )
         )
     return found
+
+
+def _resubmit_problems(ctx: Context) -> list[Problem]:
+    """cluster_utils raises a ValueError (a traceback) unless 1 <= this <= n_jobs_per_iteration."""
+    setting = ctx.section(SECTION)
+    value = setting.get("n_completed_jobs_before_resubmit")
+    per_iteration = setting.get("n_jobs_per_iteration")
+    if value is None or per_iteration is None or value <= per_iteration:
+        return []
+    return [
+        Problem(
+            ctx.at(f"{SECTION}.n_completed_jobs_before_resubmit"),
+            f"is {value}, more than n_jobs_per_iteration ({per_iteration}); cluster_utils needs"
+            " it between 1 and n_jobs_per_iteration",
+        )
+    ]
 
 
 def check_interaction(ctx: Context) -> list[Problem]:

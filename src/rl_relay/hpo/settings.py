@@ -9,6 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.paramtree import plain
+from rl_relay.validation import load_schema
+
+#: The section whose keys cluster_utils passes to its hp_optimization as arguments.
+SECTION = "optimization_setting"
+
+
+def known_keys(section: str | None = None) -> tuple[str, ...]:
+    """The keys a settings file may hold (top level, or in ``section``): the one list is the
+    ``properties`` of its JSON Schema, every key cluster_utils 3.0's hp_optimization reads
+    and rl-relay's own."""
+    schema = load_schema("hpo_settings")
+    if section is not None:
+        schema = schema["properties"][section]
+    return tuple(schema["properties"])
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -61,9 +61,14 @@ def require_supported() -> None:
         raise UnsupportedClusterUtils(problem)
 
 
-def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> None:
+def install(
+    local: bool = False,
+    settings: Mapping[str, Any] | None = None,
+    on_accept: Callable[[], None] | None = None,
+) -> None:
     """Apply every patch (idempotent); ``local``: the local backend whatever is on PATH;
-    ``settings``: the settings as loaded (PBT's members get parameters from them).
+    ``settings``: the settings as loaded (PBT's members get parameters from them);
+    ``on_accept``: called once a continuation is accepted, before anything is written.
 
     Raises ``UnsupportedClusterUtils`` before touching anything when the installed
     cluster_utils is not a 3.0 release.
@@ -87,7 +92,7 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
     register(optimizer_dict)
     results_dir.install()
     job_count.install()
-    continuing.install(settings or {})
+    continuing.install(settings or {}, on_accept)
     job_script.install()
     if local:
         local_backend.install()
