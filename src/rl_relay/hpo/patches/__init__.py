@@ -8,7 +8,11 @@ source, one module per change, each naming the defect or the missing feature it 
 - ``continuing``: an HPO continues where its results directory stands;
 - ``job_count``: one job more than ``number_of_samples`` is started;
 - ``results_dir``: an existing results directory makes it ask on the keyboard;
-- ``local_backend``: ``--local`` even where a scheduler is installed.
+- ``local_backend``: ``--local`` even where a scheduler is installed;
+- ``local_jobs``: local jobs outlive a killed driver (and hold its lock), die without
+  being noticed, and share CPUs;
+- ``slurm_jobs``: Slurm jobs that die without a word are never noticed;
+- ``no_results``: an optimisation iteration without results ends the driver.
 
 They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
 check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.
@@ -74,8 +78,11 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
         continuing,
         job_count,
         local_backend,
+        local_jobs,
         nevergrad_continue,
+        no_results,
         results_dir,
+        slurm_jobs,
     )
     from rl_relay.optimizers import register
 
@@ -85,5 +92,8 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
     results_dir.install()
     job_count.install()
     continuing.install(settings or {})
+    local_jobs.install()
+    slurm_jobs.install()
+    no_results.install()
     if local:
         local_backend.install()
