@@ -94,7 +94,7 @@ def test_concurrent_jobs_get_cpus_no_running_job_has() -> None:
     assert job_slots(2, None, 4) == 1  # request_cpus above what there is: one at a time
 
 
-KEEPER = [sys.executable, job_keeper.__file__]
+KEEPER = [sys.executable, "-I", job_keeper.__file__]
 
 
 def keeper(tmp_path: Path, script: str, *options: str, driver: int | None = None) -> list[str]:

@@ -5,6 +5,7 @@ dead member, and jobs that run at the same time have CPUs of their own (#28 item
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,13 @@ from hpo_helpers import (
 from test_pbt_local import pbt_settings
 
 pytestmark = pytest.mark.slow
+
+
+def cmd(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def alive(pid: int) -> bool:
@@ -127,22 +135,23 @@ def test_a_pbt_goes_on_without_a_member_killed_by_sigkill(tmp_path: Path) -> Non
     data["cluster_requirements"] = {"request_cpus": 1, "max_cpus": 3}
     settings.write_text(json.dumps(data))
     rl_template = tmp_path / "templates" / "rl.json"
-    rl_template.write_text(json.dumps({**json.loads(rl_template.read_text()), "tick_seconds": 0.3}))
+    rl_template.write_text(json.dumps({**json.loads(rl_template.read_text()), "tick_seconds": 1.0}))
     driver = start_hpo(settings)
     wd = results_dir(tmp_path) / "working_directories" / "0"
+    victims: list[int] = []
+
+    def member_0_training_after_its_first_boundary() -> bool:
+        if not (wd / "run_0.1-0" / "config.json").exists():
+            return driver.poll() is not None
+        victims[:] = [pid for pid in processes_mentioning(str(wd)) if "run_learning.py" in cmd(pid)]
+        return bool(victims) or driver.poll() is not None
+
     try:
-        wait_for(
-            lambda: (wd / "run_0.1-0" / "config.json").exists() or driver.poll() is not None,
-            "member 0 in its second iteration",
-        )
-        victims = [
-            pid
-            for pid in processes_mentioning(str(wd))
-            if b"run_learning.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
+        wait_for(member_0_training_after_its_first_boundary, "member 0 training again")
         assert victims, (tmp_path / "driver.out").read_text()[-3000:]
         for pid in victims:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         code = driver.wait(timeout=600)
     finally:
         kill_group(driver)

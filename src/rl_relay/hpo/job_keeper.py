@@ -2,7 +2,7 @@
 
 Standard library only; the driver runs it by its path (``hpo.patches.local_jobs``)::
 
-    python3 job_keeper.py --driver PID --cpus 0,1 --grace SECONDS -- bash RUN_SCRIPT
+    python3 -I job_keeper.py --driver PID --cpus 0,1 --grace SECONDS -- bash RUN_SCRIPT
 
 cluster_utils 3.0.0 runs local jobs from a pool of forked worker processes: they inherit
 every descriptor of the driver (its results-directory lock too), outlive a driver killed

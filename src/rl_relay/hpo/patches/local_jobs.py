@@ -110,6 +110,7 @@ class LocalSubmission(DummyClusterSubmission):
     def _start(self, job: Any, cpus: tuple[int, ...]) -> subprocess.Popen:
         command = [
             sys.executable,
+            "-I",  # standard library only: not the modules beside it, nor PYTHONPATH's
             job_keeper.__file__,
             "--driver",
             str(os.getpid()),
