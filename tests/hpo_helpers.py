@@ -56,6 +56,24 @@ def hpo_settings(tmp_path: Path, optimizer: str, samples: int, tick_seconds: flo
     return path
 
 
+#: A stand-in job script (not run_learning), relative to the repository.
+STAND_IN_JOB = "tests/stand_ins/job.py"
+
+
+def stand_in_job_settings(tmp_path: Path, samples: int, slots: int = 2, **fixed: Any) -> Path:
+    """Settings whose jobs run the stand-in job script (tests/stand_ins/job.py)."""
+    path = local_settings(tmp_path, fixed, samples=samples)
+    data = json.loads(path.read_text())
+    data["script_relative_path"] = STAND_IN_JOB
+    data["optimized_params"] = [
+        {"param": "x", "distribution": "TruncatedNormal", "bounds": [0.0, 1.0]}
+    ]
+    data["cluster_requirements"] = {"request_cpus": 1, "max_cpus": slots}
+    data["optimization_setting"]["n_jobs_per_iteration"] = slots
+    path.write_text(json.dumps(data))
+    return path
+
+
 def start_hpo(
     settings: Path,
     *args: str,

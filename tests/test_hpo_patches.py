@@ -179,6 +179,8 @@ def test_one_driver_per_results_directory(tmp_path: Path) -> None:
 def test_results_directory_is_reused_without_a_question(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(job_manager, "ensure_empty_dir", job_manager.ensure_empty_dir)
     monkeypatch.setattr(cluster_system, "is_command_available", cluster_system.is_command_available)
+    monkeypatch.setattr(job_manager, "get_cluster_type", job_manager.get_cluster_type)
+    monkeypatch.setattr(job_manager, "post_iteration_opt", job_manager.post_iteration_opt)
     import cluster_utils.hp_optimization as cu_hpo
 
     monkeypatch.setattr(cu_hpo, "hp_optimization", cu_hpo.hp_optimization)
@@ -693,3 +695,188 @@ def test_condor_run_script_and_submission_quote_their_paths(
     assert proc.returncode == 0, proc.stderr
     assert json.loads(record.read_text())["params"]["v"] == "$HOME"
     assert not Path(job.run_script_path).exists() and not Path(job.job_spec_file_path).exists()
+
+
+# -- local_jobs, slurm_jobs, no_results: jobs that die, CPUs, an iteration without results ---
+
+
+def _cluster_job(job_id: int, tmp_path: Path):  # noqa: ANN202
+    from cluster_utils.server.job import Job
+
+    return Job(
+        id=job_id,
+        settings={},
+        other_params={},
+        paths={"current_result_dir": str(tmp_path)},
+        iteration=1,
+        connection_info={"ip": "", "port": 0},
+        opt_procedure_name="test",
+        singularity_settings=None,
+    )
+
+
+def _sent_results(job) -> None:  # noqa: ANN001
+    """What cluster_utils' server does with a job's results message."""
+    from cluster_utils.server.job import JobStatus
+
+    job.status, job.metrics, job.final_settings = JobStatus.SENT_RESULTS, {METRIC: 1.0}, {}
+    job.set_results()
+
+
+def test_the_backends_are_replaced_where_cluster_utils_picks_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cluster_utils.server.dummy_cluster_system import DummyClusterSubmission
+    from cluster_utils.server.slurm_cluster_system import SlurmClusterSubmission
+
+    from rl_relay.hpo.patches import local_jobs, slurm_jobs
+
+    monkeypatch.setattr(job_manager, "get_cluster_type", job_manager.get_cluster_type)
+    found = {"local": DummyClusterSubmission}
+    monkeypatch.setattr(job_manager, "get_cluster_type", lambda which: found[which])
+    for _ in range(2):  # idempotent
+        local_jobs.install()
+        slurm_jobs.install()
+    found.update(slurm=SlurmClusterSubmission, other=object)
+    assert job_manager.get_cluster_type("local") is local_jobs.LocalSubmission
+    assert job_manager.get_cluster_type("slurm") is slurm_jobs.SlurmSubmission
+    assert job_manager.get_cluster_type("other") is object
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_local_jobs_own_their_cpus_and_a_silent_death_is_a_failed_job(tmp_path: Path) -> None:
+    """The 3.0.0 local backend: random CPUs, and an exit code other than 1 (or any code
+    after the job registered) left the job running for ever."""
+    import time
+
+    from cluster_utils.server.job import JobStatus
+
+    from rl_relay.hpo.patches.local_jobs import LocalSubmission
+
+    submission = LocalSubmission(
+        {"request_cpus": 1, "max_cpus": 2},
+        {"jobs_dir": str(tmp_path), "result_dir": str(tmp_path / "results")},
+    )
+    submission.GRACE_SECONDS = 0.5
+    scripts = {
+        0: "echo 'the reason' >&2; echo $RL_RELAY_JOB_CPUS > {d}/cpus0; exit 2",
+        1: "echo $RL_RELAY_JOB_CPUS > {d}/cpus1; sleep 300",
+        2: "while [ ! -e {d}/go ]; do sleep 0.05; done",  # sends results, not "concluded"
+        3: "exit 0",  # registered, then nothing
+    }
+
+    def spec_file(job) -> None:  # noqa: ANN001
+        job.run_script_path = str(tmp_path / f"{job.id}.sh")
+        Path(job.run_script_path).write_text(
+            f'exec 2>>"{job.run_script_path}.err"\n' + scripts[job.id].format(d=tmp_path)
+        )
+
+    submission.generate_job_spec_file = spec_file
+    jobs = [_cluster_job(i, tmp_path) for i in range(4)]
+    submission.add_jobs(jobs)
+    for _ in jobs:
+        submission.submit_next()
+    assert len(submission.started) == 2  # two slots; the others wait
+    jobs[3].status = JobStatus.RUNNING
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        jobs[0].status == JobStatus.FAILED and 2 in {s.job.id for s in submission.started.values()}
+    ):
+        submission.check_for_failed_jobs()
+        time.sleep(0.05)
+    _sent_results(jobs[2])
+    (tmp_path / "go").touch()
+    while time.monotonic() < deadline and not (
+        jobs[3].status == JobStatus.FAILED and jobs[2].status == JobStatus.CONCLUDED
+    ):
+        submission.check_for_failed_jobs()
+        time.sleep(0.05)
+    assert "exit code 2" in jobs[0].error_info and "the reason" in jobs[0].error_info
+    assert "exit code 0" in jobs[3].error_info
+    assert jobs[2].status == JobStatus.CONCLUDED
+    cpus = {(tmp_path / f"cpus{i}").read_text().strip() for i in (0, 1)}
+    assert len(cpus) == 2  # two jobs at once, a CPU each
+    assert jobs[1].status == JobStatus.SUBMITTED  # still running: stop ends it
+    started = submission.started[jobs[1].cluster_id].process
+    submission.close()
+    assert started.poll() is not None
+    submission.resume(jobs[1])  # its exit for resume on SIGTERM: stopped, not submitted again
+    assert not submission.has_unsubmitted_jobs()
+
+
+def test_slurm_jobs_that_ended_without_a_word_are_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 3.0.0 Slurm backend asked sacct only about jobs that had not registered."""
+    import os
+
+    from cluster_utils.server.job import JobStatus
+
+    from rl_relay.hpo.patches.slurm_jobs import SlurmSubmission
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sacct = bin_dir / "sacct"
+    sacct.write_text(
+        "#!/bin/sh\n"
+        "echo '101|node1|CANCELLED by 0|0:15'\n"
+        "echo '102|node1|RUNNING|0:0'\n"
+        "echo '104|node1|COMPLETED|0:0'\n"
+        "echo '105|node1|COMPLETED|0:0'\n"
+    )
+    squeue = bin_dir / "squeue"
+    squeue.write_text("#!/bin/sh\necho 102\n")
+    for tool in (sacct, squeue):
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    submission = SlurmSubmission(
+        {"partition": "p", "request_cpus": 1, "memory_in_mb": 100, "request_time": "1:00"},
+        {"jobs_dir": str(tmp_path), "result_dir": str(tmp_path)},
+    )
+    submission.GRACE_SECONDS = 0
+    jobs = {}
+    for cluster_id in ("101", "102", "103", "104", "105"):
+        job = _cluster_job(int(cluster_id), tmp_path)
+        job.cluster_id, job.status = cluster_id, JobStatus.RUNNING
+        job.run_script_path = str(tmp_path / f"job_{cluster_id}.sh")
+        (tmp_path / f"job_{cluster_id}.err").write_text(f"stderr of {cluster_id}\n")
+        jobs[cluster_id] = job
+    submission.add_jobs(list(jobs.values()), enqueue=False)
+    _sent_results(jobs["104"])
+    jobs["105"].waiting_for_resume = True  # exited for resume: waits to be submitted again
+    submission.enqueue_job_for_submission(jobs["105"])
+    submission.check_for_failed_jobs()
+    assert jobs["101"].status == JobStatus.FAILED
+    assert "CANCELLED" in jobs["101"].error_info and "stderr of 101" in jobs["101"].error_info
+    assert jobs["101"].hostname == "node1"
+    assert jobs["102"].status == JobStatus.RUNNING
+    assert jobs["103"].status == JobStatus.FAILED and "left squeue" in jobs["103"].error_info
+    assert jobs["104"].status == JobStatus.CONCLUDED
+    assert jobs["105"].status == JobStatus.RUNNING
+    # sacct down (accounting off): squeue alone; no traceback, nothing failed for it
+    sacct.write_text("#!/bin/sh\necho 'accounting storage is disabled' >&2; exit 1\n")
+    jobs["102"].cluster_id = "102"
+    submission._last_time_checking_for_failures = 0
+    submission.check_for_failed_jobs()
+    assert jobs["102"].status == JobStatus.RUNNING
+
+
+def test_an_iteration_without_results_does_not_end_the_driver() -> None:
+    """The 3.0.0 ``post_iteration_opt`` raised KeyError on an optimiser without results."""
+    import pandas as pd
+
+    from rl_relay.hpo.patches import no_results
+
+    calls = []
+
+    def original(*args, generate_report):  # noqa: ANN002, ANN202
+        calls.append(args[5:7])
+
+    class Optimizer:
+        full_df = pd.DataFrame()
+
+    patched = no_results.without_results_skipping_best_jobs(original)
+    patched(None, Optimizer(), None, {}, METRIC, 3, True, generate_report=False)
+    Optimizer.full_df = pd.DataFrame({"working_dir": ["/a"], METRIC: [1.0]})
+    patched(None, Optimizer(), None, {}, METRIC, 3, True, generate_report=False)
+    assert calls == [(0, False), (3, True)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, local_settings, stand_in_settings
 from hostile_strings import CANARY
+from hpo_helpers import stand_in_job_settings
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 from test_hpo_exact_values import hostile_hpo, job_record, project_copy
 
@@ -275,3 +277,40 @@ def test_hostile_values_and_odd_paths_on_slurm(slurm: SlurmCluster, tmp_path: Pa
     [jobs_dir] = cache.glob("hpo*-jobs")
     assert "Start execution" in (jobs_dir / "job_1_0.out").read_text()  # relative --output
     assert not CANARY.exists() and not list(tmp_path.rglob("rl-relay-canary"))
+
+
+def test_a_job_cancelled_on_slurm_is_a_failed_job_and_the_hpo_ends(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """``rl-relay hpo`` on Slurm: a running job ``scancel``-ed that dies without a word (the
+    stand-in job script does not catch SIGTERM) becomes a failed job with its Slurm state
+    and stderr, and the HPO ends with the other job's result (cluster_utils 3.0.0 waited)."""
+    settings = slurm_settings(stand_in_job_settings(tmp_path, samples=2, seconds=20), samples=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rl_relay.cli", "hpo", str(settings)],
+        cwd=REPO,
+        env=slurm.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    results = tmp_path / "results" / "local_test"
+    try:
+        started = results / "working_directories" / "0" / "stand_in_job.json"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not started.exists():
+            time.sleep(0.2)
+        # its Slurm id from the driver's log (not by name: another test's cluster may run)
+        log = (results / "cluster_run.log").read_text()
+        victim = re.findall(r"Job with id 0 submitted with cluster id (\d+)", log)
+        assert victim, log[-3000:]
+        subprocess.run(["scancel", victim[-1]], env=slurm.env, check=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    log = (results / "cluster_run.log").read_text()
+    died = [line for line in log.splitlines() if "Job 0 died with error" in line]
+    assert died and "Slurm state CANCELLED" in died[0], log[-3000:]
+    assert [r["_id"] for r in rows(results)] == ["1"]

@@ -32,12 +32,8 @@ from typing import Any
 
 from rl_relay.atomic import atomic_write_json
 from rl_relay.check.rules import check_settings_file
-from rl_relay.hpo.continuation import (
-    DirectoryBusy,
-    hold_driver_lock,
-    move_aside,
-    release_driver_lock,
-)
+from rl_relay.hpo.continuation import DirectoryBusy, move_aside, release_driver_lock
+from rl_relay.hpo.leftovers import take_over
 from rl_relay.hpo.settings import add_local_argument, add_settings_arguments
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
@@ -81,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
     result_dir = results_root(settings)
     try:
         if args.fresh and result_dir.exists():
-            release_driver_lock(hold_driver_lock(result_dir))  # not while another driver runs
+            lock, ended = take_over(result_dir)  # not while another driver runs
+            _say_ended(ended)
+            release_driver_lock(lock)
             print(f"Moved the old results to {move_aside(result_dir)}; starting over.")
-        lock = hold_driver_lock(result_dir)
+        lock, ended = take_over(result_dir)
+        _say_ended(ended)
     except (DirectoryBusy, OSError) as err:
         print(f"rl-relay hpo: {err}", file=sys.stderr)
         return 1
@@ -104,6 +103,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         release_driver_lock(lock)
+
+
+def _say_ended(ended: list) -> None:
+    """Name what a dead driver of this HPO left running and this one ended."""
+    if ended:
+        print(
+            f"Ended {len(ended)} processes a dead driver of this HPO left running: "
+            + ", ".join(f"{p.pid} ({p.command[:80]})" for p in ended)
+        )
 
 
 def record_start(result_dir: Path, args: argparse.Namespace, settings: Mapping[str, Any]) -> None:

@@ -11,6 +11,10 @@ source, one module per change, each naming the defect or the missing feature it 
 - ``local_backend``: ``--local`` even where a scheduler is installed;
 - ``job_script``: a job's parameters and paths go through bash: values changed or run,
   spaces in paths break the job script (parameters in a JSON file, every path quoted).
+- ``local_jobs``: local jobs outlive a killed driver (and hold its lock), die without
+  being noticed, and share CPUs;
+- ``slurm_jobs``: Slurm jobs that die without a word are never noticed;
+- ``no_results``: an optimisation iteration without results ends the driver.
 
 They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
 check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.
@@ -82,8 +86,11 @@ def install(
         job_count,
         job_script,
         local_backend,
+        local_jobs,
         nevergrad_continue,
+        no_results,
         results_dir,
+        slurm_jobs,
     )
     from rl_relay.optimizers import register
 
@@ -94,5 +101,8 @@ def install(
     job_count.install()
     continuing.install(settings or {}, on_accept)
     job_script.install()
+    local_jobs.install()
+    slurm_jobs.install()
+    no_results.install()
     if local:
         local_backend.install()
