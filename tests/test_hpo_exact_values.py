@@ -89,12 +89,13 @@ def test_hostile_values_reach_the_learner_exactly(
     assert not CANARY.exists()
 
 
-def test_values_in_the_settings_file_reach_the_job_as_cluster_utils_reads_them(
+def test_values_the_settings_loader_would_change_are_refused_before_any_job(
     tmp_path: Path,
 ) -> None:
     """The settings file is smart_settings' language: every string is evaluated as a
-    Python f-string when it is read, so a backslash escape is processed then (in the
-    driver, as ``rl-relay check`` shows it); the job gets exactly what was read."""
+    Python f-string when it is read, so a backslash escape would be processed then. Since
+    ``rl-relay hpo`` runs ``rl-relay check``'s rules, such a value is refused before anything
+    runs, naming it and the fix; the rest of the catalogue reaches the job exactly."""
     index = write_stand_in_templates(tmp_path / "templates")
     fixed = {
         "config.config_templates": str(index),
@@ -107,10 +108,18 @@ def test_values_in_the_settings_file_reach_the_job_as_cluster_utils_reads_them(
     assert changed == {"a\\nb": "a\nb", "C:\\new\\table": "C:\new\table", "a\\\\b": "a\\b"}
     CANARY.unlink(missing_ok=True)
     code, out = run_hpo(settings)
+    assert code == 1 and "Nothing was started" in out, out[-3000:]
+    for written in changed:
+        assert f"is written {written!r}" in out and "double each backslash" in out
+    assert not (tmp_path / "results" / "local_test" / "working_directories").exists()
+    kept = [w for w in CATALOGUE if w not in changed]  # the others go through untouched
+    fixed["learning_command"] = [sys.executable, str(STAND_IN_LEARNER), *kept]
+    settings = local_settings(tmp_path, fixed, samples=1)
+    code, out = run_hpo(settings)
     assert code == 0, out[-3000:]
     wd = tmp_path / "results" / "local_test" / "working_directories" / "0"
     [call] = [json.loads(line) for line in (wd / "calls.jsonl").read_text().splitlines()]
-    assert call["argv"] == read
+    assert call["argv"] == kept
     assert not CANARY.exists()
 
 
