@@ -195,6 +195,10 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
                 lambda: check_shell_quoting(ctx),
             )
         )
+    if not runs_rl_relay_jobs(ctx.settings, ctx.cwd):  # another job script: its own parameters
+        checks = [c for c in checks if c[0] != "early stopping"]
+        problems, passed, skipped = _run(ctx, checks)
+        return problems, passed, [*skipped, "the job's parameters (not rl-relay's job script)"]
     checks += [
         ("fixed parameters and templates", ("fixed_params",), lambda: check_job_params(ctx)),
         (
@@ -213,6 +217,23 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
             lambda: check_container(ctx),
         ),
     ]
+    return _run(ctx, checks)
+
+
+#: The job scripts whose parameters rl-relay knows (its wrappers).
+RL_RELAY_SCRIPTS = ("run_learning.py", "run_singularity.py")
+
+
+def runs_rl_relay_jobs(settings: Mapping[str, Any], cwd: Path) -> bool:
+    """Whether the jobs run one of rl-relay's wrappers: the job checks apply unless the job
+    script is an existing file of another name (a missing one is reported by itself)."""
+    script = Path(str(settings.get("script_relative_path", "")))
+    return script.name in RL_RELAY_SCRIPTS or not (cwd / script).is_file()
+
+
+def _run(
+    ctx: Context, checks: list[tuple[str, tuple[str, ...], Callable[[], list[Problem]]]]
+) -> tuple[list[Problem], list[str], list[str]]:
     problems: list[Problem] = []
     passed, skipped = [], []
     for name, reads, check in checks:
