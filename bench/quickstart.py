@@ -74,11 +74,52 @@ def training_seconds(working_dir: Path) -> float:
     return total
 
 
+def default_baseline(runs: int, seed: int) -> list[float]:
+    """The rewards of the templates' default configuration, trained as a quick-start job
+    (its fixed parameters, nothing sampled) with ``runs`` learning runs from base ``seed``."""
+    import tempfile
+
+    from rl_relay.job.state_file import read_state
+
+    fixed = dict(json.loads(SETTINGS.read_text())["fixed_params"])
+    with tempfile.TemporaryDirectory() as name:
+        wd = Path(name) / "default"
+        params = {
+            **fixed,
+            "config.config_templates": str((REPO / fixed["config.config_templates"]).resolve()),
+            "learning_runs_per_job": runs,
+            "seed": seed,
+            "working_dir": str(wd),
+        }
+        (Path(name) / "params.json").write_text(json.dumps(params))
+        cmd = [sys.executable, str(REPO / "wrappers" / "run_learning.py"), f"{name}/params.json"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        return read_state(JobPaths(wd).state).rewards()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", type=Path, help="read a finished HPO instead of running")
+    parser.add_argument(
+        "--default",
+        type=int,
+        metavar="RUNS",
+        help="instead: train the templates' default configuration as a quick-start job with"
+        " RUNS learning runs on fresh seeds and print their rewards (the baseline the"
+        " quick start's best configuration is compared with)",
+    )
     parser.add_argument("overrides", nargs="*", help="override strings for hp_optimization")
     args = parser.parse_args()
+    if args.default:
+        from rl_relay.reevaluate.stats import FIRST_BASE_SEED, t_interval
+
+        rewards = default_baseline(args.default, FIRST_BASE_SEED)
+        mean, half = t_interval(rewards)
+        print(
+            f"default configuration, {len(rewards)} runs: {[round(r, 1) for r in rewards]},"
+            f" mean {mean:.1f} ± {half:.1f} (95% t interval)"
+        )
+        return
     settings = json.loads(SETTINGS.read_text())
     requirements = settings["cluster_requirements"]
     parallel = max(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the quick start: a small local HPO of PPO on CartPole-v1 (no cluster,
-# no container), two chained training iterations per run, an HTML report, and the 3 best
+# no container), three chained training iterations per job with early stopping (ASHA) at
+# their boundaries, an HTML report, and the 2 best
 # configurations re-evaluated on fresh seeds (the honest score).
 # Extra arguments are passed to rl-relay hpo as override strings, e.g.
 #   bash scripts/quickstart.sh 'optimization_setting.number_of_samples=8'
@@ -17,5 +18,5 @@ overrides=("optimization_procedure_name=\"$name\"" "results_dir=\"$results\"" "$
 rl-relay check --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay hpo --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay report "$results/$name"
-rl-relay reevaluate "$results/$name" --top 3 --runs 3 --local
+rl-relay reevaluate "$results/$name" --top 2 --runs 3 --local
 rl-relay report "$results/$name"  # now with the re-evaluation

@@ -56,25 +56,55 @@ def hpo_settings(tmp_path: Path, optimizer: str, samples: int, tick_seconds: flo
     return path
 
 
-def start_hpo(settings: Path, *args: str, log_name: str = "driver") -> subprocess.Popen:
-    """``rl-relay hpo --local`` in its own session (its jobs in its process group)."""
+#: A stand-in job script (not run_learning), relative to the repository.
+STAND_IN_JOB = "tests/stand_ins/job.py"
+
+
+def stand_in_job_settings(tmp_path: Path, samples: int, slots: int = 2, **fixed: Any) -> Path:
+    """Settings whose jobs run the stand-in job script (tests/stand_ins/job.py)."""
+    path = local_settings(tmp_path, fixed, samples=samples)
+    data = json.loads(path.read_text())
+    data["script_relative_path"] = STAND_IN_JOB
+    data["optimized_params"] = [
+        {"param": "x", "distribution": "TruncatedNormal", "bounds": [0.0, 1.0]}
+    ]
+    data["cluster_requirements"] = {"request_cpus": 1, "max_cpus": slots}
+    data["optimization_setting"]["n_jobs_per_iteration"] = slots
+    path.write_text(json.dumps(data))
+    return path
+
+
+def start_hpo(
+    settings: Path,
+    *args: str,
+    log_name: str = "driver",
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """``rl-relay hpo --local`` in its own session (its jobs in its process group), started
+    in ``cwd`` (the repository root) with ``env`` (this process's environment)."""
     out = open(settings.parent / f"{log_name}.out", "w")  # noqa: SIM115 (closed by the OS)
     return subprocess.Popen(
         [sys.executable, "-m", "rl_relay.cli", "hpo", "--local", str(settings), *args],
-        cwd=REPO,
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=subprocess.STDOUT,
-        env=dict(os.environ),
+        env=dict(os.environ) if env is None else env,
         start_new_session=True,
     )
 
 
 def run_hpo(
-    settings: Path, *args: str, log_name: str = "driver", timeout: float = 600
+    settings: Path,
+    *args: str,
+    log_name: str = "driver",
+    timeout: float = 600,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run the driver to its end; (exit code, its output)."""
-    proc = start_hpo(settings, *args, log_name=log_name)
+    proc = start_hpo(settings, *args, log_name=log_name, cwd=cwd, env=env)
     try:
         code = proc.wait(timeout=timeout)
     finally:
@@ -83,7 +113,7 @@ def run_hpo(
     if code != 0:  # what the jobs said, for the assertion message
         for log in sorted(settings.parent.rglob("run_learning.log")):
             output += f"\n--- {log}:\n" + "\n".join(log.read_text().splitlines()[-8:])
-        cache = os.environ.get("CLUSTER_UTILS_CACHE_DIR")
+        cache = (env or os.environ).get("CLUSTER_UTILS_CACHE_DIR")
         for err in sorted(Path(cache).rglob("*.err")) if cache else []:
             output += f"\n--- {err}:\n" + err.read_text()[-1500:]
     return code, output

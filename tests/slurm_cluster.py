@@ -93,6 +93,9 @@ class SlurmCluster:
                     "MpiDefault=none",
                     "ReturnToService=2",
                     "SchedulerParameters=batch_sched_delay=0",
+                    # the accounting database outlives the cluster: job ids it has not seen,
+                    # or cluster_utils' sacct reads the state of an old job with the same id
+                    f"FirstJobId={(int(time.time()) % 600_000) * 100 + 1}",
                     f"NodeName={self.host} CPUs={os.cpu_count()} RealMemory=4000 State=UNKNOWN",
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
                     "",

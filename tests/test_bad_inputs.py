@@ -227,7 +227,9 @@ def test_disk_full_at_any_write(make_job, tmp_path, caplog, monkeypatch, fail_at
 
 # -- rl-relay check --------------------------------------------------------------------------
 
-GOOD_SETTINGS = Path(__file__).resolve().parent.parent / "hp_optim" / "hp_optim_ppo_local.json"
+GOOD_SETTINGS = (
+    Path(__file__).resolve().parent.parent / "hp_optim" / "hp_optim_ppo_local_large.json"
+)
 BAD_SETTINGS = st.sampled_from(
     [
         (lambda s: s.update(optimized_params={"param": "x"}), "optimized_params"),
@@ -314,3 +316,255 @@ def test_check_writes_a_sample_of_integer_options_into_a_null_template_value(
     code = check.run(argparse.Namespace(settings_file=path, overrides=[], local=True))
     out = capsys.readouterr().out
     assert code == 0, out  # before: TypeError: Object of type int64 is not JSON serializable
+
+
+# -- rl-relay check and rl-relay hpo: one set of rules ---------------------------------------
+
+REPO = GOOD_SETTINGS.parent.parent
+PBT_SETTINGS = REPO / "hp_optim" / "hp_optim_ppo_pbt.json"
+
+
+def _setting(**values: Any) -> Any:
+    return lambda s: s["optimization_setting"].update(values)
+
+
+def _name(value: str) -> Any:
+    return lambda s: s.update(optimization_procedure_name=value)
+
+
+#: id -> (base settings, change, what the message must say). Each of these ran (or ran
+#: jobs, looped, or moved directories) under rl-relay hpo before it applied check's rules.
+REFUSED = {
+    "pbt-fewer-jobs-per-iteration-than-members": (
+        PBT_SETTINGS,
+        _setting(n_jobs_per_iteration=2),
+        "optimization_setting.n_jobs_per_iteration: is 2",
+    ),
+    "pbt-three-runs-per-member": (
+        PBT_SETTINGS,
+        lambda s: s["fixed_params"].update(learning_runs_per_job=3),
+        "fixed_params.learning_runs_per_job: is 3",
+    ),
+    "samples-a-string": (
+        GOOD_SETTINGS,
+        _setting(number_of_samples="10"),
+        "optimization_setting.number_of_samples: '10' is not of type 'integer'",
+    ),
+    "no-jobs-per-iteration": (
+        GOOD_SETTINGS,
+        _setting(n_jobs_per_iteration=0),
+        "optimization_setting.n_jobs_per_iteration: 0 is less than the minimum of 1",
+    ),
+    "resubmit-after-more-jobs-than-run": (
+        GOOD_SETTINGS,
+        _setting(n_completed_jobs_before_resubmit=5),
+        "n_completed_jobs_before_resubmit: is 5, more than n_jobs_per_iteration (4)",
+    ),
+    "reversed-bounds": (
+        GOOD_SETTINGS,
+        lambda s: s["optimized_params"][0].update(bounds=[0.1, 0.01]),
+        "optimized_params[0]: bounds [0.1, 0.01]: the lower bound must be below",
+    ),
+    "unknown-distribution": (
+        GOOD_SETTINGS,
+        lambda s: s["optimized_params"][0].update(distribution="Gaussian"),
+        "optimized_params[0].distribution: 'Gaussian' is not one of",
+    ),
+    "no-options": (
+        GOOD_SETTINGS,
+        lambda s: s["optimized_params"].append(
+            {"param": "config.rl_config.n_epochs", "distribution": "Discrete", "options": []}
+        ),
+        "optimized_params[4].options: [] should be non-empty",
+    ),
+    "no-optimized-params": (
+        GOOD_SETTINGS,
+        lambda s: s.update(optimized_params=[]),
+        "optimized_params: is empty: give at least one parameter",
+    ),
+    "empty-name": (GOOD_SETTINGS, _name(""), "optimization_procedure_name: is ''"),
+    "name-dot": (GOOD_SETTINGS, _name("."), "optimization_procedure_name: is '.'"),
+    "name-dot-dot": (GOOD_SETTINGS, _name(".."), "optimization_procedure_name: is '..'"),
+    "name-a-path": (GOOD_SETTINGS, _name("a/b"), "optimization_procedure_name: is 'a/b'"),
+    "cem-restarts-a-string": (
+        GOOD_SETTINGS,
+        lambda s: s["optimizer_settings"].update(with_restarts="no"),
+        "optimizer_settings.with_restarts: is 'no'; give true or false",
+    ),
+    "unknown-top-level-key": (
+        GOOD_SETTINGS,
+        lambda s: s.update(numbr_of_samples=10),
+        "numbr_of_samples: is not a setting anything reads; did you mean"
+        " 'optimization_setting.number_of_samples'?",
+    ),
+    "misspelt-section": (
+        GOOD_SETTINGS,
+        lambda s: s.update(optimizer_setings={}),
+        "optimizer_setings: is not a setting anything reads; did you mean 'optimizer_settings'?",
+    ),
+    "unknown-optimization-setting": (
+        GOOD_SETTINGS,
+        _setting(n_job_per_iteration=2),
+        "optimization_setting.n_job_per_iteration: is not a setting anything reads; did you"
+        " mean 'optimization_setting.n_jobs_per_iteration'?",
+    ),
+}
+
+
+class Started(Exception):
+    """rl-relay hpo got past its checks (raised instead of running cluster_utils)."""
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path below ``root`` (None for directories) with the contents of its files."""
+    return {
+        str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _messages(text: str, prefix: str) -> set[str]:
+    return {line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_check_and_hpo_refuse_the_same_settings_with_the_same_message(
+    tmp_path, capsys, monkeypatch, case
+) -> None:
+    """Exit 1 from both, the same messages, no traceback, and rl-relay hpo --fresh leaves the
+    results directory (this HPO's and another's results in it) as it was."""
+    from rl_relay.hpo import command as hpo
+    from rl_relay.hpo import patches
+
+    def started(**_kwargs: Any) -> None:
+        raise Started
+
+    monkeypatch.setattr(patches, "install", started)
+    monkeypatch.chdir(REPO)  # the shipped files' template paths are relative to it
+    base, change, expected = REFUSED[case]
+    data = json.loads(base.read_text())
+    results = tmp_path / "results"
+    data["results_dir"] = str(results)
+    for name in ("other_hpo", data["optimization_procedure_name"]):
+        (results / name).mkdir(parents=True)
+        (results / name / "all_data.csv").write_text(f"{name}'s results\n")
+    change(data)
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(data))
+    before = _tree(results)
+    capsys.readouterr()
+
+    assert check.run(argparse.Namespace(settings_file=path, overrides=[], local=True)) == 1
+    checked = capsys.readouterr()
+    assert (
+        hpo.run(argparse.Namespace(settings_file=path, overrides=[], local=True, fresh=True)) == 1
+    )
+    refused = capsys.readouterr()
+
+    assert "Traceback" not in checked.out + checked.err + refused.out + refused.err
+    from_check = _messages(checked.out, "  FAIL  ")
+    assert from_check == _messages(refused.err, "rl-relay hpo: "), (checked.out, refused.err)
+    assert any(m.startswith(f"{path}: ") and expected in m for m in from_check), checked.out
+    assert _tree(results) == before
+
+
+def test_hpo_prints_a_warning_and_starts(tmp_path, capsys, monkeypatch) -> None:
+    """What only the cluster's nodes need (the container runtime) is a warning on a login
+    node: check passes with it, and hpo says it and starts."""
+    from rl_relay.hpo import command as hpo
+    from rl_relay.hpo import patches
+
+    def started(**_kwargs: Any) -> None:
+        raise Started
+
+    monkeypatch.setattr(patches, "install", started)
+    monkeypatch.chdir(REPO)
+    bin_dir = tmp_path / "bin"  # a login node: sbatch, but no apptainer
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    image = tmp_path / "rl_relay.sif"
+    image.write_text("an image")
+    data = json.loads(GOOD_SETTINGS.read_text())
+    data["results_dir"] = str(tmp_path / "results")
+    data["script_relative_path"] = "wrappers/run_singularity.py"
+    data["fixed_params"].update(
+        {"singularity.image": str(image), "singularity.script": "wrappers/run_learning.py"}
+    )
+    data["cluster_requirements"].update(partition="cpu", memory_in_mb=1000, request_time="1:00")
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(data))
+    args = argparse.Namespace(settings_file=path, overrides=[], local=False)
+
+    assert check.run(args) == 0
+    out = capsys.readouterr().out
+    warning = f"{path}: fixed_params: no container runtime on PATH"
+    assert f"  WARN  {warning}" in out and "(engine: slurm)" in out
+    with pytest.raises(Started):
+        hpo.run(argparse.Namespace(**vars(args), fresh=False))
+    assert f"rl-relay hpo: warning: {warning}" in capsys.readouterr().err
+
+
+def test_every_key_cluster_utils_reads_is_a_known_key() -> None:
+    """The one list (the schema's properties) against cluster_utils 3.0's own code: what
+    its hp_optimization reads of the settings, and what it passes on from
+    optimization_setting as arguments of job_manager.hp_optimization."""
+    import ast
+    import inspect
+
+    from cluster_utils import hp_optimization as cu
+    from cluster_utils.server import job_manager
+
+    from rl_relay.hpo.settings import SECTION, known_keys
+
+    tree = ast.parse(inspect.getsource(cu))
+    read = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "params":
+            read.add(node.attr)
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "params":
+            read.add(node.slice.value)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and getattr(node.func.value, "id", None) == "params"
+        ):
+            read.add(node.args[0].value)
+    read.discard("get")
+    assert read and read <= set(known_keys()), read - set(known_keys())
+    assert "early_stopping" in known_keys()  # rl-relay's own section
+    [call] = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "hp_optimization"
+    ]
+    passed = {k.arg for k in call.keywords if k.arg is not None}
+    arguments = set(inspect.signature(job_manager.hp_optimization).parameters) - passed
+    assert arguments == set(known_keys(SECTION))
+
+
+@settings(max_examples=200, deadline=None)
+@given(names=st.lists(st.text(min_size=1, max_size=20), max_size=4))
+def test_every_unknown_top_level_key_is_named(names: list[str]) -> None:
+    from rl_relay.check.settings_checks import unknown_key_problems
+    from rl_relay.hpo.settings import known_keys
+
+    document = {name: 1 for name in [*names, *known_keys()[:3]]}
+    named = {key for key, _ in unknown_key_problems(document)}
+    assert named == set(document) - set(known_keys())
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=12))
+def test_an_accepted_name_is_a_directory_of_its_own_in_results_dir(name: str) -> None:
+    """What --fresh moves aside is exactly this HPO's directory, never results_dir itself,
+    its parent, or a directory deeper down."""
+    from rl_relay.layout import results_root
+    from rl_relay.validation import load_schema, problems
+
+    settings = {"results_dir": "/r/results", "optimization_procedure_name": name}
+    found = problems(load_schema("hpo_settings"), settings)
+    if not any(p.key == "optimization_procedure_name" for p in found):
+        root = results_root(settings)
+        assert root.parent == Path("/r/results") and root.name == name

@@ -233,3 +233,19 @@ def test_an_early_stopping_search_chains_its_trainings_and_evaluates_each_rung(t
     }  # fmt: skip
     plain = rl_relay_settings(search_, "cem", tmp_path, "search")
     assert "early_stopping" not in plain and plain["fixed_params"]["training_iterations"] == 1
+
+
+def test_an_early_stopping_search_keeps_the_rollouts_that_fit_an_iteration(tmp_path) -> None:
+    from bench.hpo_quality.space import rollouts_within
+
+    n_steps = {"param": "config.rl_config.n_steps", "distribution": "Discrete"}
+    gamma = {"param": "config.rl_config.gamma", "distribution": "Discrete"}
+    settings = {
+        "optimized_params": [
+            {**n_steps, "options": [32, 256, 512]},
+            {**gamma, "options": [0.9, 0.99]},
+        ]
+    }
+    kept = rollouts_within(settings, 2500, 8)["optimized_params"]
+    assert kept[0]["options"] == [32, 256] and kept[1]["options"] == [0.9, 0.99]
+    assert settings["optimized_params"][0]["options"] == [32, 256, 512]  # a copy

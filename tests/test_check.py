@@ -182,17 +182,62 @@ def test_learner_schema_bounds_env_id_and_container(tmp_path: Path) -> None:
     assert f"singularity.image {tmp_path / 'missing.sif'} does not exist" in out
 
 
-def test_values_cluster_utils_job_script_would_alter_are_named(tmp_path: Path) -> None:
+def test_values_and_paths_plain_cluster_utils_would_alter_are_named(tmp_path: Path) -> None:
+    """Plain cluster_utils pastes values and paths into its job script; ``rl-relay hpo``
+    passes a parameter file and quotes every path (hpo.patches.job_script), so only
+    ``--cluster-utils`` names them."""
     command = [sys.executable, "-c", "pass", "$HOME/logs", "--note=it's"]
     settings = stand_in_settings(tmp_path, learning_runs_per_job=1, learning_command=command)
-    proc = check(settings)
+    venv = tmp_path / "my venv"
+    venv.symlink_to(sys.prefix)
+    edit(settings, lambda data: data.update(environment_setup={"virtual_env_path": str(venv)}))
+    env = dict(os.environ, CLUSTER_UTILS_CACHE_DIR=str(tmp_path / "cache dir"))
+    proc = check(settings, env=env)
+    assert proc.returncode == 0, proc.stdout
+    assert "cluster_utils' job script" not in proc.stdout
+    proc = check(settings, env=env, cluster_utils=True)
     assert proc.returncode == 1
     out = proc.stdout
     assert f"FAIL  {settings}: fixed_params.learning_command[3]: '$HOME/logs' would" in out
-    assert "where $ is interpreted; remove the character" in out
+    assert "where $ is interpreted; start the HPO with `rl-relay hpo`" in out
     assert f'FAIL  {settings}: fixed_params.learning_command[4]: "--note=it\'s"' in out
     assert "a ' makes Python quote the value" in out
     assert "learning_command[2]" not in out  # "pass" is harmless
+    assert f"environment_setup.virtual_env_path: '{venv}' would be pasted unquoted" in out
+    assert f"CLUSTER_UTILS_CACHE_DIR (the jobs directory): '{tmp_path / 'cache dir'}'" in out
+    assert "script_relative_path" not in out  # wrappers/run_learning.py is harmless
+
+
+def test_values_the_settings_loader_changes_are_named(tmp_path: Path) -> None:
+    """cluster_utils' loader evaluates every string of the settings file as an f-string
+    (smart_settings' dynamic values): a backslash escape changes before any job sees it."""
+    command = [sys.executable, "-c", "pass", "C:\\new", "x{1+1}", "plain"]
+    settings = stand_in_settings(tmp_path, learning_runs_per_job=1, learning_command=command)
+    proc = check(settings, "fixed_params.learning_runs_per_job=1")
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert (
+        f"FAIL  {settings}: fixed_params.learning_command[3]: is written 'C:\\\\new' but"
+        " cluster_utils reads 'C:\\new': it evaluates every string" in out
+    )
+    assert "double each backslash to keep it" in out
+    assert "learning_command[4]" not in out  # "x{1+1}" is a dynamic value on purpose
+    assert out.count("FAIL") == 1
+    doubled = [sys.executable, "-c", "pass", "C:\\\\new"]
+    proc = check(settings, f"fixed_params.learning_command={doubled!r}")  # not evaluated
+    assert "values as written reach the jobs" in proc.stdout and proc.returncode == 0
+
+
+def test_names_slurm_job_files_cannot_hold_are_named(tmp_path: Path) -> None:
+    settings = stand_in_settings(tmp_path, learning_runs_per_job=1)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text("#!/bin/sh\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    proc = check(settings, 'optimization_procedure_name="two\\nlines"', env=env, local=False)
+    assert proc.returncode == 1
+    assert "optimization_procedure_name: 'two\\nlines' holds a control character" in proc.stdout
 
 
 def _through_cluster_utils_job_script(value: str) -> str:
@@ -238,3 +283,23 @@ def test_a_pbt_file_names_each_problem_once(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert out.count("optimizer_settings.quantile_fraction") == 1, out
     assert out.count("fixed_params.learning_runs_per_job") == 1, out
+
+
+def test_every_key_cluster_utils_or_rl_relay_reads_is_accepted(settings: Path) -> None:
+    """The optional sections of cluster_utils 3.0's hp_optimization, and rl-relay's
+    ``early_stopping``, are no unknown keys."""
+    from rl_relay.check.rules import check_settings_file
+
+    def add(s: dict) -> None:
+        s.update(
+            git_params={"branch": "main"},
+            kill_bad_jobs_early=False,
+            early_killing_params={},
+            remove_jobs_dir=True,
+            early_stopping={"rule": "asha"},
+        )
+        s["optimization_setting"]["n_completed_jobs_before_resubmit"] = 2
+        s["fixed_params"]["training_iterations"] = 2  # early stopping needs a boundary
+
+    verdict = check_settings_file(edit(settings, add), [], local=True, cwd=REPO)
+    assert verdict.problems == (), verdict.problems

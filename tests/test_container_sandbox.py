@@ -282,8 +282,7 @@ def test_real_learner_preempted_inside_resumes_to_the_same_model(host: dict) -> 
 # -- a small HPO whose jobs all run in the sandbox --------------------------------------------
 
 #: The stand-in learner, started only inside the stand-in container (which sets
-#: APPTAINER_CONTAINER). A file, because cluster_utils 3.0 writes --parameter-dict into a bash
-#: script inside double quotes: a "$" in a parameter value would be expanded there.
+#: APPTAINER_CONTAINER).
 IN_CONTAINER_LEARNER = f"""#!/bin/sh
 test -n "$APPTAINER_CONTAINER" || {{ echo "not in a container" >&2; exit 7; }}
 exec python3 {STAND_IN_LEARNER} "$@"
@@ -336,4 +335,5 @@ def test_small_local_hpo_runs_every_job_in_the_sandbox(host: dict) -> None:
     calls = [json.loads(line) for line in (host["tmp"] / "runtime.jsonl").read_text().splitlines()]
     assert len(calls) >= 2 * len(working_dirs)  # every step of every job
     for call in calls:
-        assert call["bwrap"][0] == "bwrap" and "--parameter-dict" in call["argv"]
+        assert call["bwrap"][0] == "bwrap"
+        assert call["argv"][-1].endswith("/job_parameters.json")  # rl-relay hpo's parameter file

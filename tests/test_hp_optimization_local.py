@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import hp_optimization, stand_in_settings
+from conftest import REPO, hp_optimization, stand_in_settings
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +50,31 @@ def test_chained_jobs_resume_through_the_server_and_report_rewards(tmp_path: Pat
         assert server_log.count(f"Job {row['_id']} exited to be resumed.") == 3
 
 
+#: cluster_utils' hp_optimization with rl-relay's patches (its local backend) but without
+#: rl-relay hpo's checks: what runs a file that went wrong after it was checked.
+UNCHECKED = (
+    "import sys; from rl_relay.hpo.patches import install; install(local=True);"
+    " from cluster_utils import hp_optimization; sys.argv = ['hp_optimization', *sys.argv[1:]];"
+    " sys.exit(hp_optimization.main())"
+)
+
+
 def test_configuration_error_fails_jobs_with_the_message(tmp_path: Path) -> None:
     settings = stand_in_settings(
         tmp_path, samples=2, learning_runs_per_job=1, **{"config.rl_config.no_such_key": 1}
     )
-    hp_optimization(settings)  # cluster_utils 3.0 itself then fails: no job sent results
+    refused = hp_optimization(settings)  # rl-relay hpo: refused before anything runs
+    assert refused.returncode == 1 and "has no key 'no_such_key'" in refused.stderr
+    assert not (tmp_path / "results").exists()
+    subprocess.run(  # cluster_utils 3.0 itself then fails: no job sent results
+        [sys.executable, "-c", UNCHECKED, str(settings)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ),
+        check=False,
+    )
     server_log = (tmp_path / "results" / "local_test" / "cluster_run.log").read_text()
     assert server_log.count("died with error") == 2
     assert "has no key 'no_such_key'" in server_log

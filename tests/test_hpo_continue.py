@@ -83,3 +83,33 @@ def test_killed_driver_continues_where_it_stood(tmp_path: Path, optimizer: str) 
     assert after.n_asked == before.n_asked + len(new_ids)
     assert after.n_told == SAMPLES
     assert algorithm_results(optimizer, after) == SAMPLES
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    """Every file below ``directory`` but the driver lock (each start writes its pid there)."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != ".rl-relay-hpo.lock"
+    }
+
+
+def test_a_refused_continuation_changes_nothing_it_reads(tmp_path: Path) -> None:
+    """A continuation refused because the saved state does not fit (another ``minimize``,
+    another optimiser) leaves the results directory, ``rl_relay_hpo.json`` included, byte
+    for byte as it was: ``rl-relay reevaluate`` reads the record to know which way is best."""
+    settings = hpo_settings(tmp_path, "cem_metaoptimizer", samples=2)
+    assert run_hpo(settings)[0] == 0
+    results = results_dir(tmp_path)
+    before = _contents(results)
+    assert "rl_relay_hpo.json" in before
+    refusals = [
+        ("optimization_setting.minimize=True", "minimize=True"),
+        ('optimizer_str="genetic"', "optimizer_settings={}", "GeneticOptimizer"),
+    ]
+    for *overrides, reason in refusals:
+        code, out = run_hpo(settings, *overrides, log_name="refused")
+        assert code == 1, out[-3000:]
+        assert "cannot continue" in out and reason in out and "Traceback" not in out
+        assert _contents(results) == before, overrides
+    assert_no_survivors(tmp_path)

@@ -371,3 +371,24 @@ def test_unknown_and_unusable_optimizers() -> None:
     assert "cluster_utils.grid_search" in what
     [(key, what)] = optimizer_problems("genetic", None, MIXED)
     assert key == "optimizer_settings"
+
+
+@pytest.mark.parametrize(
+    ("optimizer_str", "settings", "key"),
+    [
+        ("cem_metaoptimizer", {"num_jobs_in_elite": 4}, "with_restarts"),
+        ("tpe", {}, "multivariate"),
+        ("pbt", {}, "synch"),
+    ],
+)
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, None])
+def test_a_yes_or_no_setting_must_be_a_boolean(
+    optimizer_str: str, settings: dict, key: str, value: object
+) -> None:
+    """cluster_utils reads ``with_restarts: "no"`` as true; every optimiser's yes/no setting
+    takes true or false only."""
+    found = optimizer_problems(optimizer_str, {**settings, key: value}, MIXED)
+    assert f"optimizer_settings.{key}" in keys(found), found
+    for good in (True, False):
+        problems = optimizer_problems(optimizer_str, {**settings, key: good}, MIXED)
+        assert f"optimizer_settings.{key}" not in keys(problems)

@@ -394,3 +394,40 @@ def test_job_parameters_survive_cluster_utils_and_the_shell(tmp_path: Path) -> N
         )
     with pytest.raises(MemberError, match="rl-relay hpo"):
         MemberSpec.from_job_params({"pbt": {"member": 1}}, 5, REWARD)
+
+
+def test_a_member_that_died_is_recorded_failed_by_the_driver(tmp_path: Path) -> None:
+    """A member killed without giving up (kill -9): the driver records its failure from the
+    job's parameters, at the boundary it was heading for, and nobody waits for it."""
+    from rl_relay.job.state import Plan, new_state
+    from rl_relay.job.state_file import save_state
+    from rl_relay.layout import JobPaths
+    from rl_relay.pbt.dead_member import is_member, record_dead
+    from rl_relay.pbt.member import encode_job_params
+
+    spec = make_spec(tmp_path, 1, population_size=2)
+    wd = tmp_path / "working_directories" / "1"
+    params = {
+        **encode_job_params(spec.population_dir, spec.settings, spec.space, "m", False),
+        "pbt.member": 1,
+        "training_iterations": 4,
+        "working_dir": str(wd),
+        "config": {"rl_config": {"learning_rate": 0.1}},
+    }
+    assert is_member(params) and not is_member({"working_dir": str(wd)})
+    assert record_dead({"working_dir": str(wd)}, "exit code 2") is None
+    # it passed boundary 1 and was training iteration 1 (0-based) when it was killed
+    boundary_step(spec, IterationResult(0, 1.0, {LR: 0.1}, str(wd / "m")), wd / "donor")
+    state = new_state(Plan(runs=1, iterations=4, max_attempts=1, base_seed=0))
+    state.runs[0].iteration = 1
+    state.runs[0].hyperparameters = {LR: 0.2}
+    save_state(JobPaths(wd).state, state)
+    record = record_dead(params, "exit code 137 (killed by SIGKILL)")
+    assert (record.member, record.boundary, record.status) == (1, 2, rec.FAILED)
+    assert "SIGKILL" in record.reason and record.hyperparameters == {LR: 0.2}
+    records = rec.read_records(spec.population_dir)
+    assert 1 not in rec.missing_members(records, 2, 2)
+    assert record_dead(params, "again") == record  # write-once: a second report changes nothing
+    # without a readable restarts.json: the next boundary after its own records
+    params0 = {**params, "pbt.member": 0, "working_dir": str(tmp_path / "none")}
+    assert record_dead(params0, "exit code 2").boundary == 1

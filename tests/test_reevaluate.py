@@ -10,12 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import hp_optimization, read_json, rl_relay, stand_in_settings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rl_relay.job.state import Plan
 from rl_relay.paramtree import lookup
@@ -27,7 +31,10 @@ from rl_relay.reevaluate.stats import (
     choose,
     fresh_base_seed,
     grid_settings,
+    rank,
     recommendation,
+    summary_rows,
+    table,
 )
 
 TICKS = 3  # the stand-in template's ticks per iteration
@@ -68,6 +75,84 @@ def test_confidence_interval_and_ties() -> None:
     assert "search job 0" in recommendation([a, far], minimize=True)
 
 
+def recommended(text: str) -> int | None:
+    prefix = "Recommended: the configuration of search job "
+    return int(text[len(prefix) :].split(",")[0]) if text.startswith(prefix) else None
+
+
+def test_a_failed_configuration_ranks_last_and_is_never_recommended() -> None:
+    """The issue's case: a failed configuration in second place broke the sort, and 5.55 was
+    recommended over 7.55."""
+    good = Evaluated(Candidate(3, 9.0, {"config.a": 1}), [5.5, 5.6], [11, 12])
+    failed = Evaluated(Candidate(8, 8.5, {"config.a": 2}), [], [], failed_runs=1)
+    better = Evaluated(Candidate(5, 8.0, {"config.a": 3}), [7.5, 7.6], [13, 14])
+    evaluated = [good, failed, better]
+    assert [e.candidate.job_id for e in rank(evaluated, minimize=False)] == [5, 3, 8]
+    advice = recommendation(evaluated, minimize=False)
+    assert recommended(advice) == 5
+    assert "tie" not in advice
+    assert "Not ranked: search job 8 (failed: no run finished)" in advice
+    rows = summary_rows(evaluated, minimize=False, runs_requested=2)
+    assert [(r["rank"], r["search_job"], r["status"]) for r in rows] == [
+        (1, 5, "ok"),
+        (2, 3, "ok"),
+        (3, 8, "failed: no run finished"),
+    ]
+    assert (rows[2]["reevaluated_mean"], rows[2]["ci95_low"], rows[2]["runs"]) == ("", "", 0)
+    printed = table(rows).splitlines()
+    assert "failed: no run finished" in printed[3] and "nan" not in table(rows)
+    assert recommended(recommendation(evaluated, minimize=True)) == 3
+
+
+def test_one_run_gives_a_rank_by_its_mean_but_no_interval_and_no_tie() -> None:
+    one = Evaluated(Candidate(1, 9.0, {}), [8.0], [21])
+    two = Evaluated(Candidate(2, 8.0, {}), [7.0, 7.5], [22, 23], failed_runs=1)
+    none = Evaluated(Candidate(4, 7.0, {}), [], [])
+    advice = recommendation([two, none, one], minimize=False)
+    assert recommended(advice) == 1 and "from 1 run, its interval unknown" in advice
+    assert "tie" not in advice and "(no run finished)" in advice
+    advice = recommendation([two, one], minimize=True)
+    assert recommended(advice) == 2 and "1 of its runs failed" in advice
+    assert "Search job(s) 1 finished 1 run: interval unknown" in advice
+    rows = summary_rows([one, two, none], minimize=False, runs_requested=3)
+    assert [r["status"] for r in rows] == [
+        "1 run: interval unknown",
+        "2 of 3 runs; 1 run(s) failed",
+        "no run finished",
+    ]
+    assert rows[0]["reevaluated_mean"] == 8.0 and rows[0]["reevaluated_std"] == ""
+    assert "unknown" in table(rows).splitlines()[1]
+    assert recommendation([none], minimize=False).startswith("No configuration has a finished")
+
+
+rewards = st.lists(
+    st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False), min_size=0, max_size=4
+)
+
+
+@given(st.lists(rewards, min_size=1, max_size=6), st.booleans())
+def test_ranking_and_recommendation_whatever_failed(runs: list, minimize: bool) -> None:
+    evaluated = [Evaluated(Candidate(i, 0.0, {"p": i}), r) for i, r in enumerate(runs)]
+    ranked = rank(evaluated, minimize)
+    assert sorted(e.candidate.job_id for e in ranked) == list(range(len(runs)))
+    with_runs = [e for e in ranked if e.runs]
+    assert ranked[: len(with_runs)] == with_runs  # run-less ones last
+    means = [e.mean if minimize else -e.mean for e in with_runs]
+    assert means == sorted(means)
+    advice = recommendation(evaluated, minimize)
+    if with_runs:
+        best = evaluated[recommended(advice)]
+        assert best.runs and best.mean == with_runs[0].mean
+    else:
+        assert recommended(advice) is None
+    if "A tie with search job(s) " in advice:
+        tied = advice.split("A tie with search job(s) ")[1].split(":")[0].split(", ")
+        assert all(evaluated[int(t)].runs >= 2 for t in tied)
+    rows = summary_rows(evaluated, minimize)
+    assert [r["search_job"] for r in rows] == [e.candidate.job_id for e in ranked]
+    assert "nan" not in table(rows)
+
+
 def test_grid_settings_run_each_candidate_once_with_the_searchs_settings() -> None:
     hpo = {
         "script_relative_path": "wrappers/run_learning.py",
@@ -85,6 +170,8 @@ def test_grid_settings_run_each_candidate_once_with_the_searchs_settings() -> No
     assert (grid["fixed_params"]["seed"], grid["fixed_params"]["seed_scope"]) == (77, "job")
     assert (grid["restarts"], grid["local_run"], grid["results_dir"]) == (1, True, "/r")
     assert "optimization_setting" not in grid
+    with pytest.raises(ValueError, match="absolute"):  # cluster_utils would put it in $HOME
+        grid_settings(hpo, candidates, 4, 77, "results/p", "reevaluation", local=True)
 
 
 @pytest.mark.parametrize(
@@ -117,6 +204,25 @@ def search(tmp_path: Path, seed: int) -> Path:
     proc = hp_optimization(settings)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return tmp_path / "results" / "local_test"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished search over two parameters with its 2 best jobs' directories kept (once per
+    module; copy it with ``copy_search`` before changing anything)."""
+    tmp = tmp_path_factory.mktemp("search")
+    settings = stand_in_settings(tmp, samples=4, learning_runs_per_job=1, seed=0)
+    data = json.loads(settings.read_text())
+    data["num_best_jobs_whose_data_is_kept"] = 2
+    settings.write_text(json.dumps(data))
+    proc = hp_optimization(settings)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return tmp / "results" / "local_test"
+
+
+def copy_search(searched: Path, to: Path) -> Path:
+    shutil.copytree(searched, to)
+    return to
 
 
 def reevaluate(results: Path, *args: str) -> subprocess.CompletedProcess:
@@ -179,3 +285,330 @@ def test_a_results_dir_without_the_hpo_record_is_a_clear_error(tmp_path: Path) -
     assert proc.returncode == 1
     assert "rl_relay_hpo.json is missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["DIR", "--top", "1", "--runs", "2", "--local", "a.b=2", "c='x'"],  # as documented
+        ["DIR", "a.b=2", "c='x'", "--top", "1", "--runs", "2", "--local"],
+        ["--top", "1", "DIR", "a.b=2", "--runs", "2", "c='x'", "--local"],
+        ["DIR", "--top", "1", "--runs", "2", "--local", "--", "a.b=2", "c='x'"],
+    ],
+)
+def test_overrides_are_accepted_before_and_after_the_options(monkeypatch, argv) -> None:
+    from rl_relay import cli
+    from rl_relay.reevaluate import command
+
+    seen: list = []
+    monkeypatch.setattr(command, "run", lambda args: seen.append(args) or 0)
+    assert cli.main(["reevaluate", *argv]) == 0
+    (args,) = seen
+    assert (args.results_dir, args.top, args.runs, args.local) == (Path("DIR"), 1, 2, True)
+    assert args.overrides == ["a.b=2", "c='x'"]
+
+
+def test_after_a_double_dash_an_override_may_look_like_an_option(monkeypatch) -> None:
+    from rl_relay import cli
+    from rl_relay.reevaluate import command
+
+    seen: list = []
+    monkeypatch.setattr(command, "run", lambda args: seen.append(args) or 0)
+    assert cli.main(["reevaluate", "DIR", "--runs", "3", "--", "--odd=1"]) == 0
+    assert (seen[0].runs, seen[0].local, seen[0].overrides) == (3, False, ["--odd=1"])
+    with pytest.raises(SystemExit):  # without it, an unknown option is still an error
+        cli.main(["reevaluate", "DIR", "--odd=1"])
+
+
+@pytest.mark.slow
+def test_a_relative_results_dir_is_the_one_below_the_current_directory(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "results" / "local_test")
+    home = tmp_path / "home"  # cluster_utils joins a relative results_dir onto $HOME
+    home.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_relay.cli", "reevaluate", "results/local_test"]
+        + ["--top", "1", "--runs", "2", "--local"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HOME": str(home)},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(results / "reevaluation" / "summary.csv") as f:
+        assert [int(r["runs"]) for r in csv.DictReader(f)] == [2]
+    assert not list(home.rglob("summary.csv")) and not list(home.rglob("restarts.json"))
+
+
+def failing_everywhere(results: Path, tmp_path: Path) -> None:
+    """Make every re-evaluation run fail: the search's recorded templates, copied with the
+    stand-in's ``fail_dirs`` set for every attempt of run 0."""
+    record = read_json(results / "rl_relay_hpo.json")
+    fixed = record["settings"]["fixed_params"]
+    index = Path(fixed["config.config_templates"])
+    templates = shutil.copytree(index.parent, tmp_path / "failing_templates")
+    rl = read_json(templates / "rl.json")
+    rl["fail_dirs"] = [f"run_0.0-{attempt}" for attempt in range(3)]
+    (templates / "rl.json").write_text(json.dumps(rl))
+    fixed["config.config_templates"] = str(templates / index.name)
+    (results / "rl_relay_hpo.json").write_text(json.dumps(record))
+
+
+@pytest.mark.slow
+def test_configurations_whose_runs_all_failed_are_named_and_nothing_is_recommended(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    failing_everywhere(results, tmp_path)
+    proc = reevaluate(results, "--top", "2", "--runs", "2", "--local")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "no re-evaluation job finished a run" in proc.stderr
+    with open(results / "reevaluation" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["runs"], r["reevaluated_mean"], r["status"]) for r in rows] == [
+        ("0", "", "failed: no run finished")
+    ] * 2
+    advice = (results / "reevaluation" / "recommendation.txt").read_text()
+    assert advice.startswith("No configuration has a finished re-evaluation run")
+    assert advice.count("(failed: no run finished)") == 2
+    assert proc.stdout.count("failed: no run finished") >= 2  # the table names them too
+    report = rl_relay("report", str(results))
+    assert report.returncode == 0, report.stderr
+    assert "failed: no run finished" in (results / "report" / "index.html").read_text()
+
+
+def edit_record(results: Path, change) -> None:
+    record = read_json(results / "rl_relay_hpo.json")
+    change(record)
+    (results / "rl_relay_hpo.json").write_text(json.dumps(record))
+
+
+def assert_one_message(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit 1 with one message (no traceback) that holds ``words``."""
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (message,) = [line for line in proc.stderr.splitlines() if "rl-relay reevaluate:" in line]
+    for word in words:
+        assert word in message, message
+
+
+HAND_EDITS = {
+    "a search job's restarts.json": (
+        lambda r: (r / "working_directories" / "1" / "restarts.json").write_text('{"runs": 5}'),
+        ["working_directories/1/restarts.json is corrupt", "restore it"],
+    ),
+    "a list for rl_relay_hpo.json": (
+        lambda r: (r / "rl_relay_hpo.json").write_text("[1, 2]"),
+        ["rl_relay_hpo.json is corrupt", "rl-relay hpo command again"],
+    ),
+    "rl_relay_hpo.json cut off": (
+        lambda r: (r / "rl_relay_hpo.json").write_text('{"settings": {'),
+        ["rl_relay_hpo.json cannot be read", "rl-relay hpo command again"],
+    ),
+    "fixed_params a list": (
+        lambda r: edit_record(r, lambda d: d["settings"].update(fixed_params=[1])),
+        ["rl_relay_hpo.json is corrupt at 'settings.fixed_params'"],
+    ),
+    "optimized_params a string": (
+        lambda r: edit_record(r, lambda d: d["settings"].update(optimized_params="lr")),
+        ["rl_relay_hpo.json is corrupt at 'settings.optimized_params'"],
+    ),
+    "optimization_setting a number": (
+        lambda r: edit_record(r, lambda d: d["settings"].update(optimization_setting=3)),
+        ["rl_relay_hpo.json is corrupt at 'settings.optimization_setting'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS)
+def test_a_hand_corrupted_search_is_one_message_naming_the_file(
+    searched: Path, tmp_path: Path, edit: str
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    corrupt, words = HAND_EDITS[edit]
+    corrupt(results)
+    assert_one_message(reevaluate(results, "--top", "2", "--runs", "2", "--local"), *words)
+    assert not (results / "reevaluation").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_a_hand_corrupted_reevaluation_is_one_message_naming_the_file(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    first = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (job,) = (results / "reevaluation" / "working_directories").iterdir()
+    state = job / "restarts.json"
+    kept = state.read_text()
+    state.write_text('{"runs": 5}')
+    again = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert_one_message(again, f"{state} is corrupt", f"move {job} away")
+    state.write_text(kept)
+    kept = (job / "settings.json").read_text()
+    (job / "settings.json").write_text('["not", "settings"]')
+    again = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert_one_message(again, "settings.json is not a JSON object", f"move {job} away")
+    (job / "settings.json").write_text(kept)
+    (results / "reevaluation" / "summary.csv").write_bytes(b'\x00garbage,"\n1,2,3\n')
+    again = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert again.returncode == 0 and "Traceback" not in again.stderr  # rewritten
+    with open(results / "reevaluation" / "summary.csv") as f:
+        assert [r["runs"] for r in csv.DictReader(f)] == ["2"]
+
+
+# -- which re-evaluation a request continues (#28: a new request never mixes with an old one)
+
+
+def test_only_the_same_request_continues_a_reevaluation() -> None:
+    from rl_relay.reevaluate.request import Earlier, choose_directory, identity, latest
+
+    a = identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 3, [])
+    request = {"identity": a, "base_seed": 7, "last_started": "2026-01-02T00:00:00+00:00"}
+    old = Earlier(1, "reevaluation", request)
+    legacy = Earlier(2, "reevaluation-2", None)  # before requests were recorded
+    assert choose_directory(a, [old, legacy], fresh=False).continues
+    assert choose_directory(a, [old, legacy], fresh=False).number == 1
+    fresh = choose_directory(a, [old, legacy], fresh=True)
+    assert (fresh.number, fresh.same, fresh.continues) == (1, old, False)
+    for other in (
+        identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 5, []),  # more runs
+        identity([(9, {"lr": 2.0}), (4, {"lr": 1.0})], 3, []),  # a new best job first
+        identity([(4, {"lr": 1.0})], 3, []),
+        identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 3, [("a", 1)]),
+    ):
+        choice = choose_directory(other, [old, legacy], fresh=False)
+        assert (choice.number, choice.same) == (3, None)
+    assert choose_directory(a, [], fresh=False).number == 1
+    assert latest([old, legacy]) is old  # an unknown start time counts as oldest
+    later = Earlier(3, "reevaluation-3", {**request, "last_started": "2026-01-03T00:00:00+00:00"})
+    assert latest([old, later, legacy]) is later
+    # JSON's lists and Python's tuples are the same request (PBT's schedules are tuples)
+    assert identity([(1, {"s": ((0, (("lr", 1),)),)})], 2, []) == identity(
+        [(1, {"s": [[0, [["lr", 1]]]]})], 2, []
+    )
+
+
+def test_the_announcement_says_what_this_start_does() -> None:
+    from rl_relay.reevaluate.request import (
+        Earlier,
+        announcement,
+        choose_directory,
+        identity,
+    )
+
+    a = identity([(4, {"lr": 1.0})], 3, [])
+    b = identity([(4, {"lr": 1.0})], 5, [("cluster_requirements.request_cpus", 2)])
+    old = Earlier(1, "reevaluation", {"identity": a, "base_seed": 7, "last_started": "x"})
+    line = announcement(choose_directory(a, [old], False), a, [old], "D", 7)
+    assert line.startswith("Continuing the re-evaluation in D: 1 configuration(s)")
+    line = announcement(choose_directory(b, [old], False), b, [old], "D2", 7)
+    assert line.startswith("Re-evaluating in D2: 1 configuration(s) (search job(s) 4) x 5 runs")
+    assert "request_cpus=2" in line and "beside reevaluation/" in line and "x 3 runs" in line
+    line = announcement(choose_directory(a, [old], True), a, [old], "D", 7, moved_to="D.old")
+    assert line.startswith("Re-evaluating from the start in D") and "moved to D.old" in line
+    assert "\n" not in line
+
+
+keys = st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@given(st.lists(st.tuples(keys, json_values), max_size=4))
+def test_override_strings_parse_to_their_key_and_value(pairs: list) -> None:
+    from rl_relay.reevaluate.request import parse_overrides
+
+    texts = [f"{'.'.join(k)}={v!r}" for k, v in pairs]
+    assert parse_overrides(texts) == [(".".join(k), v) for k, v in pairs]
+
+
+@pytest.mark.parametrize("bad", ["no_equals", "=1", "a=not a literal", "a={1, 2}", "a=b'x'"])
+def test_a_bad_override_string_is_an_override_error(bad: str) -> None:
+    from rl_relay.reevaluate.request import OverrideError, parse_overrides
+
+    with pytest.raises(OverrideError) as err:
+        parse_overrides([bad])
+    assert repr(bad) in str(err.value)
+
+
+def summary_of(directory: Path) -> list[dict[str, str]]:
+    with open(directory / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def make_best(results: Path, job: int) -> None:
+    """As if the search had gone on and found a new best job: ``job``'s value raised."""
+    for metrics in (results / "working_directories" / str(job)).glob("metrics.csv"):
+        rows = list(csv.DictReader(metrics.open()))
+        rows[0]["mean_eprewmean"] = "1000.0"
+        with metrics.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+@pytest.mark.slow
+def test_another_request_is_a_new_reevaluation_beside_the_old_one(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    first = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (old,) = summary_of(results / "reevaluation")
+    # more runs: a new re-evaluation with every run it announces, the old one untouched
+    more = reevaluate(results, "--top", "1", "--runs", "3", "--local")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "Re-evaluating in " in more.stdout and "beside reevaluation/" in more.stdout
+    assert [r["runs"] for r in summary_of(results / "reevaluation-2")] == ["3"]
+    assert summary_of(results / "reevaluation") == [old]
+    # the same request again: continued, nothing runs twice
+    again = reevaluate(results, "--top", "1", "--runs", "3", "--local")
+    assert "Continuing the re-evaluation in " in again.stdout
+    assert len(list((results / "reevaluation-2" / "working_directories").iterdir())) == 1
+    # the search found a new best job: it gets its own runs, not the old job's "results"
+    others = [int(p.name) for p in (results / "working_directories").iterdir()]
+    new_best = next(j for j in sorted(others) if j != int(old["search_job"]))
+    make_best(results, new_best)
+    best = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert best.returncode == 0, best.stderr[-2000:]
+    (row,) = summary_of(results / "reevaluation-3")
+    assert (int(row["search_job"]), row["runs"]) == (new_best, "2")
+    # --fresh: the same request's directory moved aside, nothing deleted
+    fresh = reevaluate(results, "--top", "1", "--runs", "2", "--local", "--fresh")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert "Re-evaluating from the start in " in fresh.stdout
+    (aside,) = results.glob("reevaluation-3.*")
+    assert summary_of(aside) == [row] and len(summary_of(results / "reevaluation-3")) == 1
+    # the report shows the latest (reevaluation-3/, started last) and says which
+    report = rl_relay("report", str(results))
+    assert report.returncode == 0, report.stderr
+    page = (results / "report" / "index.html").read_text()
+    assert "From reevaluation-3/: 1 configuration(s) (search job(s) " in page
+    assert "the latest of 3 re-evaluations here" in page
+
+
+@pytest.mark.slow
+def test_a_reevaluation_made_before_requests_were_recorded_is_never_continued(
+    searched: Path, tmp_path: Path
+) -> None:
+    results = copy_search(searched, tmp_path / "local_test")
+    first = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert first.returncode == 0, first.stderr[-2000:]
+    (results / "reevaluation" / "request.json").unlink()
+    second = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "reevaluation-2" in second.stdout and "a request that is not recorded" in second.stdout
+    (results / "reevaluation-2" / "request.json").write_text('{"identity": 3}')
+    third = reevaluate(results, "--top", "1", "--runs", "2", "--local")
+    assert_one_message(third, "reevaluation-2/request.json is corrupt", "move ")

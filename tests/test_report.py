@@ -109,6 +109,11 @@ def test_report_of_a_finished_hpo(
     assert f"config.rl_config.policy_kwargs.net_arch:1 = {arch}" in text
     jobs = len(rows)
     assert f"Jobs: {jobs} — {jobs} with results" in text
+    sizes = sorted(
+        sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+        for d in (results / "working_directories").iterdir()
+    )
+    assert f"Disk: {sum(sizes) / 1e6:,.1f} MB in the jobs' working directories" in text
     # run 0 failed once in every job (iteration 1 of attempt 0), nothing was preempted
     assert f"{jobs} failed attempts and 0 preemption resumes in {jobs} jobs" in text
     assert text.count("exited with code 2") == jobs

@@ -1,10 +1,12 @@
-"""run_learning under cluster_utils on a real Slurm cluster (tests/slurm_cluster.py)."""
+"""run_learning under cluster_utils on a real Slurm cluster (tests/slurm_cluster.py), and
+``rl-relay hpo``'s job scripts there (hostile values, odd paths)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,7 +15,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, local_settings, stand_in_settings
+from hostile_strings import CANARY
+from hpo_helpers import stand_in_job_settings
 from slurm_cluster import SlurmCluster, SlurmUnavailable
+from test_hpo_exact_values import hostile_hpo, job_record, project_copy
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -210,3 +215,102 @@ def test_usr1_with_the_real_learner_ends_bit_identical(slurm: SlurmCluster, tmp_
         "policy"
     ]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+#: A smaller catalogue than test_hpo_exact_values.py's, with what Slurm adds (its
+#: variables, sbatch's filename patterns).
+SLURM_VALUES = [
+    f"`touch {CANARY}`",
+    f"$(touch {CANARY})",
+    "$HOME $SLURM_JOB_ID",
+    "a\\nb C:\\new",
+    'a"b',
+    "it's",
+    "a\nb",
+    "  spaced  ",
+    "-x",
+    "--job-id=9",
+    "a=b:c",
+    "%j %x %%",
+    "ünïcödé 🎲",
+    "",
+]
+
+
+def test_hostile_values_and_odd_paths_on_slurm(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """``rl-relay hpo`` on Slurm (``hpo.patches.job_script``): values reach the learner
+    exactly, and the HPO runs from a directory, into a results directory and with job
+    scripts in a cache directory whose paths hold spaces, quotes, ``$`` and command
+    substitutions, under a procedure name that does too (sbatch's ``--job-name``)."""
+    base = tmp_path / 'dir with $HOME `touch rl-relay-canary` it\'s "q" ü'
+    project = project_copy(base / "project $P", git=False)
+    venv = base / "venv 'v'"
+    venv.symlink_to(sys.prefix)
+    cache = base / 'cache "c" $C'
+    cache.mkdir()
+    note, odd = "".join(SLURM_VALUES), "\n".join(SLURM_VALUES)
+    settings, overrides = hostile_hpo(base, SLURM_VALUES, note, odd)
+    settings = slurm_settings(settings, samples=1)
+    data = json.loads(settings.read_text())
+    name = 'hpo "n" $N `x` %j'
+    data.update(
+        results_dir=str(base / "results $R"),
+        optimization_procedure_name=name,
+        environment_setup={"virtual_env_path": str(venv)},
+        run_in_working_dir=True,
+    )
+    settings.write_text(json.dumps(data))
+    CANARY.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rl_relay.cli", "hpo", str(settings), *overrides],
+        cwd=project,
+        env={**slurm.env, "CLUSTER_UTILS_CACHE_DIR": str(cache)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    results = base / "results $R" / name
+    assert "Slurm detected" in (results / "cluster_run.log").read_text()
+    assert job_record(results) == {"argv": SLURM_VALUES, "note": note, "odd": odd}
+    [jobs_dir] = cache.glob("hpo*-jobs")
+    assert "Start execution" in (jobs_dir / "job_1_0.out").read_text()  # relative --output
+    assert not CANARY.exists() and not list(tmp_path.rglob("rl-relay-canary"))
+
+
+def test_a_job_cancelled_on_slurm_is_a_failed_job_and_the_hpo_ends(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """``rl-relay hpo`` on Slurm: a running job ``scancel``-ed that dies without a word (the
+    stand-in job script does not catch SIGTERM) becomes a failed job with its Slurm state
+    and stderr, and the HPO ends with the other job's result (cluster_utils 3.0.0 waited)."""
+    settings = slurm_settings(stand_in_job_settings(tmp_path, samples=2, seconds=20), samples=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rl_relay.cli", "hpo", str(settings)],
+        cwd=REPO,
+        env=slurm.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    results = tmp_path / "results" / "local_test"
+    try:
+        started = results / "working_directories" / "0" / "stand_in_job.json"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not started.exists():
+            time.sleep(0.2)
+        # its Slurm id from the driver's log (not by name: another test's cluster may run)
+        log = (results / "cluster_run.log").read_text()
+        victim = re.findall(r"Job with id 0 submitted with cluster id (\d+)", log)
+        assert victim, log[-3000:]
+        subprocess.run(["scancel", victim[-1]], env=slurm.env, check=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    log = (results / "cluster_run.log").read_text()
+    died = [line for line in log.splitlines() if "Job 0 died with error" in line]
+    assert died and "Slurm state CANCELLED" in died[0], log[-3000:]
+    assert [r["_id"] for r in rows(results)] == ["1"]

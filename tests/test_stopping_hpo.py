@@ -4,7 +4,8 @@ pruner, and a driver killed and started again.
 What a scheduler happens to do (which job reaches a rung first) is never asserted; what is:
 every recorded decision follows from the scores it records, a stopped job reports its score
 at the rung it stopped at and a full one its whole training, and the seeded strong scores
-of jobs that do not exist (ids 900+) make every real job stop at the first rung.
+of jobs that do not exist (ids 900-919, more than the real jobs) make every real job
+stop at the first rung.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def settings(tmp_path: Path, section: dict[str, Any], samples: int = 6, **extra:
 
 
 def seed_strong_scores(tmp_path: Path, rule: str) -> None:
-    """Two jobs that do not exist, with scores no real job reaches, at every rung."""
+    """Twenty jobs that do not exist, with scores no real job reaches, at every rung: more
+    than the real jobs, so the median and ASHA's cut-off stay theirs whatever the real jobs
+    recorded before."""
     directory = results_dir(tmp_path) / "early_stopping"
-    for job in (900, 901):
+    for job in range(900, 920):
         for rung in range(1, ITERATIONS):
             records.write_decision(
                 directory, RungRecord(job, rung, rule, 1e6, "continue", "seeded", (1e6,))

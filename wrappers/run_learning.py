@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """cluster_utils job script: merge the sampled parameters into configs, train, report.
 
-Run by cluster_utils as ``run_learning.py --job-id N --cluster-utils-server IP:PORT
---parameter-dict "{...}"``, or by hand as ``run_learning.py params.json``. The package is
+Run by ``rl-relay hpo`` as ``run_learning.py --job-id=N --cluster-utils-server=IP:PORT
+WORKING_DIR/job_parameters.json``, by plain cluster_utils with ``--parameter-dict "{...}"``
+in place of the file, or by hand as ``run_learning.py params.json``. The package is
 imported from this checkout's ``src/`` first, so a job runs the code of the checkout that
 cluster_utils cloned for it, not whatever version happens to be installed. Preemption
 signals are recorded from the first instruction on (``rl_relay.job.preemption``).

@@ -34,7 +34,7 @@ from .outcome import (
     read_zoo_report,
     zoo_overrides,
 )
-from .space import Param, discretize, fixed_overrides
+from .space import Param, discretize, fixed_overrides, rollouts_within
 
 #: ``~late``: evaluations spread over each search training, and how many of the last ones
 #: score it (the re-evaluation scores the final one, as for every method)
@@ -261,6 +261,8 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
     settings = json.loads(json.dumps(s.settings))
     if m.base == "dgd":
         settings = discretize(settings, DGD_GRID_POINTS)
+    if m.stopping and s.algo == "ppo":  # every chained iteration must hold a rollout
+        settings = rollouts_within(settings, s.budget // STOPPING_ITERATIONS, n_envs(s))
     # The same env-step budget as the zoo's; +KxM keeps K x M trainings for the re-runs.
     samples = max(1, (s.trials - m.pick_trainings) // s.runs_per_job)
     settings.update(
@@ -306,6 +308,13 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
     ahead = s.workers if m.ask_when_free else max(s.workers, samples // 4)
     settings["optimization_setting"].update(number_of_samples=samples, n_jobs_per_iteration=ahead)
     return settings
+
+
+def n_envs(s: Search) -> int:
+    """The training envs of the shared settings' env template (1 when it sets none)."""
+    index = REPO / s.settings["fixed_params"]["config.config_templates"]
+    env_file = index.parent / json.loads(index.read_text())["env_config"]
+    return int(json.loads(env_file.read_text()).get("n_envs") or 1)
 
 
 def _job_dirs(parent: Path) -> list[Path]:

@@ -172,6 +172,19 @@ def zoo_native_overrides(algo: str, params: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+def rollouts_within(settings: Mapping[str, Any], steps: int, n_envs: int) -> dict:
+    """A copy whose ``n_steps`` options are those whose rollout (``n_steps x n_envs``) fits in
+    ``steps``: a chained iteration must hold one rollout (the learner refuses one that
+    does not, and so does ``rl-relay check``). Other parameters stay as they are."""
+    out = copy.deepcopy(dict(settings))
+    for item in out.get("optimized_params", []):
+        if item.get("param") == "config.rl_config.n_steps" and "options" in item:
+            item["options"] = [n for n in item["options"] if n * n_envs <= steps] or [
+                min(item["options"])
+            ]
+    return out
+
+
 def discretize(settings: Mapping[str, Any], points: int) -> dict:
     """A copy whose numeric parameters are ordered grids over the same ranges (for ``dgd``).
 

@@ -4,10 +4,12 @@
 - ``rl-relay check SETTINGS.json ['key=value' ...]``: find configuration errors before
   anything is submitted.
 - ``rl-relay report RESULTS_DIR``: an HTML page with figures of a finished or running HPO.
-- ``rl-relay reevaluate RESULTS_DIR [--top K] [--runs M]``: the best configurations again,
+- ``rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--fresh]``: the best configurations again,
   on fresh seeds.
 
 Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args)``.
+A subcommand's arguments are parsed intermixed: its ``'key=value'`` strings may come before
+or after its options (``--`` ends the options, for a value that starts with a dash).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Import only the chosen subcommand: `check` must not pay for the report's matplotlib.
     chosen = next((a for a in argv if not a.startswith("-")), None)
     modules = {}
+    chosen_parser = None
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text)
         if name == chosen:
@@ -47,7 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub_parser.formatter_class = argparse.RawDescriptionHelpFormatter
             module.add_arguments(sub_parser)
             modules[name] = module
-    args = parser.parse_args(argv)
+            chosen_parser = sub_parser
+    if chosen_parser is not None and argv[:1] == [chosen]:
+        # A subparser parses in one pass, so `DIR --runs 2 k=v` would leave k=v unrecognised
+        # (the positionals were taken before the options); intermixed parsing takes them all.
+        args = chosen_parser.parse_intermixed_args(argv[1:])
+        args.command = chosen
+    else:  # no subcommand, or options before it (-h): argparse's own messages
+        args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     return int(modules[args.command].run(args))
 

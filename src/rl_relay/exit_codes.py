@@ -11,3 +11,6 @@ FAILURE = 1
 #: cluster_utils.base.constants.RETURN_CODE_FOR_RESUME; also the learner's
 #: "checkpointed, resume me" code.
 RESUME = 3
+#: The learner's "my configs cannot be trained with": run_learning fails the job at once,
+#: without retrying (another seed cannot help), and reports FAILURE to cluster_utils.
+CONFIG_ERROR = 4

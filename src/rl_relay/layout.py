@@ -24,6 +24,9 @@ STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 #: A PBT member's hyperparameter schedule, written when it stops.
 PBT_SCHEDULE = "pbt_schedule.json"
+#: The job's parameters as ``rl-relay hpo`` hands them over: written by the driver before the
+#: job is submitted, its path the job script's only parameter (``hpo.patches.job_script``).
+JOB_PARAMETERS = "job_parameters.json"
 # -- one step (run_{run}.{iteration}-{attempt}) ----------------------------------------------
 MAIN_CONFIG = "config.json"
 CONFIG_DIR = "config"
@@ -140,6 +143,11 @@ class JobPaths:
         return self.working_dir / STDERR_FILE
 
     @property
+    def parameters(self) -> Path:
+        """``job_parameters.json``: the parameters ``rl-relay hpo`` gave the job (JSON)."""
+        return self.working_dir / JOB_PARAMETERS
+
+    @property
     def pbt_schedule(self) -> Path:
         return self.working_dir / PBT_SCHEDULE
 
@@ -177,11 +185,16 @@ HPO_RECORD = "rl_relay_hpo.json"
 DRIVER_LOCK = ".rl-relay-hpo.lock"
 #: ``dgd``'s best configuration after every result (beside ``all_data.csv``).
 DGD_HISTORY = "dgd_best_history.csv"
-#: Where ``rl-relay reevaluate`` runs its grid search and writes its summary.
+#: Where ``rl-relay reevaluate`` runs its grid search and writes its summary: the first
+#: request in ``reevaluation/``, each other request beside it in ``reevaluation-2/``, ...
 REEVALUATION = "reevaluation"
+REEVALUATION_DIR_RE = re.compile(r"^reevaluation(?:-([2-9]|[1-9]\d+))?$")
 REEVALUATION_SUMMARY = "summary.csv"
 REEVALUATION_SETTINGS = "grid_search_settings.json"
 RECOMMENDATION_FILE = "recommendation.txt"
+#: What a re-evaluation was asked (configurations, runs, overrides): only the same request
+#: continues it.
+REEVALUATION_REQUEST = "request.json"
 #: PBT's records and decisions (one write-once file each), in the results directory.
 POPULATION = "population"
 #: What every PBT member knows about its population, in ``population/``.
@@ -197,6 +210,50 @@ REPORT_INDEX = "index.html"
 JOB_SETTINGS = "settings.json"
 JOB_METRICS = "metrics.csv"
 JOB_PARAM_CHOICE = "param_choice.csv"
+
+
+def reevaluation_dir_name(number: int) -> str:
+    """``reevaluation`` for the first re-evaluation, ``reevaluation-<number>`` after it."""
+    return REEVALUATION if number == 1 else f"{REEVALUATION}-{number}"
+
+
+def parse_reevaluation_dir_name(name: str) -> int | None:
+    """The number of a re-evaluation directory's name, or None for other names (a
+    re-evaluation moved aside by ``--fresh`` has a timestamp suffix and is none)."""
+    match = REEVALUATION_DIR_RE.match(name)
+    return None if match is None else int(match[1] or 1)
+
+
+@dataclass(frozen=True)
+class ReevaluationPaths:
+    """The files of one re-evaluation (one request) in a results directory."""
+
+    dir: Path
+
+    @property
+    def number(self) -> int | None:
+        return parse_reevaluation_dir_name(self.dir.name)
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / REEVALUATION_SUMMARY
+
+    @property
+    def settings(self) -> Path:
+        """The cluster_utils grid search settings it runs."""
+        return self.dir / REEVALUATION_SETTINGS
+
+    @property
+    def recommendation(self) -> Path:
+        return self.dir / RECOMMENDATION_FILE
+
+    @property
+    def request(self) -> Path:
+        return self.dir / REEVALUATION_REQUEST
+
+    @property
+    def working_dirs(self) -> Path:
+        return self.dir / WORKING_DIRS
 
 
 def results_root(settings: Mapping[str, Any]) -> Path:
@@ -267,17 +324,19 @@ class ResultsPaths:
     def population(self) -> Path:
         return self.root / POPULATION
 
-    @property
-    def reevaluation(self) -> Path:
-        return self.root / REEVALUATION
+    def reevaluation(self, number: int = 1) -> ReevaluationPaths:
+        """The ``number``-th re-evaluation (``reevaluation/``, ``reevaluation-2/``, ...)."""
+        return ReevaluationPaths(self.root / reevaluation_dir_name(number))
 
-    @property
-    def reevaluation_summary(self) -> Path:
-        return self.reevaluation / REEVALUATION_SUMMARY
-
-    @property
-    def reevaluation_settings(self) -> Path:
-        return self.reevaluation / REEVALUATION_SETTINGS
+    def reevaluations(self) -> list[ReevaluationPaths]:
+        """Every re-evaluation directory present, by number."""
+        found = []
+        if self.root.is_dir():
+            for child in self.root.iterdir():
+                number = parse_reevaluation_dir_name(child.name)
+                if number is not None and child.is_dir():
+                    found.append((number, ReevaluationPaths(child)))
+        return [paths for _, paths in sorted(found, key=lambda item: item[0])]
 
     def job(self, job_id: int) -> JobPaths:
         return JobPaths(self.working_dirs / str(job_id))

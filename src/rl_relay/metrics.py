@@ -41,6 +41,8 @@ REPORTED = (
 DEFAULT_METRIC = MEAN_REWARD
 #: The ``progress.csv`` column whose last value is a run's reward, unless set otherwise.
 DEFAULT_REWARD_COLUMN = "rollout/ep_rew_mean"
+#: SB3's mean episode length over its recent episodes (beside ``DEFAULT_REWARD_COLUMN``).
+EPISODE_LENGTH_COLUMN = "rollout/ep_len_mean"
 #: The column of the learners' timestep counter in ``progress.csv``.
 TIMESTEPS_COLUMN = "time/total_timesteps"
 #: The columns of the default learner's evaluations (``rl_common_config.evaluations``).

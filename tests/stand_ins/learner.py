@@ -10,7 +10,8 @@ Behaviour on demand, from rl_config: ``fail_dirs`` (run directory names that exi
 ``progress.csv`` row per tick, as SB3 logs per rollout), ``exit3`` ("no_checkpoint": exit 3
 at once without saving; "no_progress": save the loaded model unchanged and exit 3),
 ``detach`` (seconds: start a detached ``sleep`` that holds the output pipes open). Every call is
-appended to ``calls.jsonl`` in the job's working directory.
+appended to ``calls.jsonl`` in the job's working directory, with the arguments it got before
+the config's path (``argv``) and rl_config's ``note``, exactly as received.
 """
 
 import json
@@ -46,6 +47,8 @@ with open(run_dir.parent / "calls.jsonl", "a") as calls:
                 "load_path": rl["load_path"],
                 "seed": common.get("seed"),
                 "pid": os.getpid(),
+                "argv": sys.argv[1:-1],
+                "note": rl.get("note"),
             }
         )
         + "\n"

@@ -13,10 +13,15 @@ from rl_relay.layout import results_root
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing to fix: where (file and key), what is wrong, what to do."""
+    """One thing to fix: where (file and key), what is wrong, what to do.
+
+    A warning is printed but refuses nothing: it is about the machines the jobs run on,
+    which this one (a login node) may not be.
+    """
 
     where: str
     what: str
+    warning: bool = False
 
 
 @dataclass
@@ -34,8 +39,11 @@ class Context:
     #: Filled by the job-parameter check, used by later ones (None if it failed).
     job: Any = None
     #: Checking for plain ``python -m cluster_utils.hp_optimization`` rather than
-    #: ``rl-relay hpo`` (which continues existing results and knows rl-relay's optimisers).
+    #: ``rl-relay hpo`` (which continues existing results, knows rl-relay's optimisers and
+    #: quotes what it puts into job scripts).
     plain_cluster_utils: bool = False
+    #: The settings as written: without smart_settings' dynamic values (None if unreadable).
+    written: Mapping[str, Any] | None = None
 
     def at(self, key: str) -> str:
         return f"{self.settings_file}: {key}"

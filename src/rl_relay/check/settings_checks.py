@@ -1,10 +1,18 @@
-"""Checks of the settings file itself: its shape, the keyboard, the metric, the engine."""
+"""Checks of the settings file itself: its shape, the keyboard, the metric, the engine, what
+cluster_utils' loader and (plain) job script do to its values and paths."""
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from rl_relay.check.context import Context, Problem, results_path
+from rl_relay.hpo.settings import SECTION, known_keys
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED
 from rl_relay.paramtree import flatten, plain
 from rl_relay.validation import load_schema, problems
@@ -22,21 +30,67 @@ def _key(dotted: str) -> str:
     return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", dotted)
 
 
+#: What to do about a schema rule of one key, where jsonschema's own words would not say it.
+_SCHEMA_HINTS = {
+    ("optimization_procedure_name", "pattern"): (
+        "is {value!r}: it names this HPO's own directory inside results_dir (which `rl-relay"
+        " hpo --fresh` moves aside), so it must be one plain directory name, not empty, '.'"
+        " or '..' and without '/'; e.g. \"ppo_run_2\""
+    ),
+    ("optimized_params", "minItems"): (
+        "is empty: give at least one parameter to search (with none, cluster_utils runs every"
+        " job and then fails on its tables with 'No group keys passed!')"
+    ),
+}
+
+
+def unknown_key_problems(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, what to do) for every key nothing reads: at the top level (cluster_utils ignores
+    it) and in ``optimization_setting`` (its hp_optimization fails with a TypeError), each with
+    a did-you-mean among every known key, a misplaced one included."""
+    known = [*known_keys(), *(f"{SECTION}.{k}" for k in known_keys(SECTION))]
+    by_leaf: dict[str, str] = {}
+    for name in known:
+        by_leaf.setdefault(name.rsplit(".", 1)[-1], name)
+    found = []
+    section = settings.get(SECTION)
+    places = [("", settings), (f"{SECTION}.", section if isinstance(section, Mapping) else {})]
+    for prefix, mapping in places:
+        allowed = known_keys(prefix.rstrip(".") or None)
+        for name in sorted(str(k) for k in mapping if k not in allowed):
+            close = difflib.get_close_matches(name, sorted(by_leaf), n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean {by_leaf[close[0]]!r}?"
+            else:
+                hint = f"known keys here: {', '.join(sorted(allowed))}"
+            found.append((f"{prefix}{name}", f"is not a setting anything reads; {hint}"))
+    return found
+
+
 def check_shape(ctx: Context) -> list[Problem]:
     """Every section present with the type cluster_utils expects (its own errors are
-    tracebacks); sections found broken are skipped by the checks that read them."""
+    tracebacks), and no key nothing reads; sections found broken are skipped by the checks
+    that read them."""
     found = []
     for problem in problems(load_schema("hpo_settings"), ctx.settings):
+        if problem.rule == "additionalProperties":
+            continue  # unknown_key_problems, with a did-you-mean
         key = _key(problem.key)
         item = re.match(r"optimized_params\[\d+\]", key)
         ctx.broken.add(item.group(0) if item else key.split(".")[0])
-        if problem.rule == "required" and "." not in problem.key:
+        hint = _SCHEMA_HINTS.get((key, problem.rule))
+        if hint is not None:
+            what = hint.format(value=ctx.settings.get(key))
+        elif problem.rule == "required" and "." not in problem.key:
             what = "is missing; cluster_utils' hp_optimization needs it"
         elif problem.rule == "required":
             what = f"{problem.message.split(' is a')[0]} is missing"
         else:
             what = f"{problem.message}; see the README's settings examples (hp_optim/)"
         found.append(Problem(ctx.at(key), what))
+    found += [Problem(ctx.at(key), what) for key, what in unknown_key_problems(ctx.settings)]
+    if SECTION not in ctx.broken:
+        found += _resubmit_problems(ctx)
     if "environment_setup" not in ctx.settings:
         found.append(
             Problem(
@@ -46,6 +100,22 @@ def check_shape(ctx: Context) -> list[Problem]:
             )
         )
     return found
+
+
+def _resubmit_problems(ctx: Context) -> list[Problem]:
+    """cluster_utils raises a ValueError (a traceback) unless 1 <= this <= n_jobs_per_iteration."""
+    setting = ctx.section(SECTION)
+    value = setting.get("n_completed_jobs_before_resubmit")
+    per_iteration = setting.get("n_jobs_per_iteration")
+    if value is None or per_iteration is None or value <= per_iteration:
+        return []
+    return [
+        Problem(
+            ctx.at(f"{SECTION}.n_completed_jobs_before_resubmit"),
+            f"is {value}, more than n_jobs_per_iteration ({per_iteration}); cluster_utils needs"
+            " it between 1 and n_jobs_per_iteration",
+        )
+    ]
 
 
 def check_interaction(ctx: Context) -> list[Problem]:
@@ -133,9 +203,10 @@ def check_script(ctx: Context) -> list[Problem]:
     return []
 
 
-#: Characters bash interprets inside the double-quoted word in which cluster_utils 3.0
+#: Characters bash interprets inside the double-quoted word in which plain cluster_utils 3.0
 #: (server/job.py) writes ``--parameter-dict "{...}"``: the Python repr of the job's
 #: parameters. A value holding one reaches the job changed, or breaks the job script.
+#: ``rl-relay hpo`` passes a parameter file instead (``hpo.patches.job_script``).
 SHELL_SPECIAL = ("$", "`", '"', "\\")
 
 
@@ -146,39 +217,119 @@ def _shell_problem(where: str, text: str) -> Problem | None:
         return None
     return Problem(
         where,
-        f"{text!r} would reach the job changed: cluster_utils passes the job's parameters"
+        f"{text!r} would reach the job changed: plain cluster_utils passes the job's parameters"
         " inside one double-quoted bash word, where"
         f" {' '.join(bad)} {'is' if len(bad) == 1 else 'are'} interpreted"
         + (" (a ' makes Python quote the value with \")" if "'" in text else "")
-        + "; remove the character, or move the value into a file (a template config, a script)",
+        + "; start the HPO with `rl-relay hpo`, which passes them in a file, or remove the"
+        " character",
     )
+
+
+def _leaves(where: str, value: object) -> list[tuple[str, object]]:
+    """``(key, leaf)`` of every value in ``value``, lists and mappings at any depth."""
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _leaves(f"{where}[{i}]", v)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _leaves(f"{where}.{k}", v)]
+    return [(where, value)]
 
 
 def _strings(where: str, value: object) -> list[tuple[str, str]]:
     """``(key, text)`` of every string in ``value``, lists and mappings at any depth."""
-    if isinstance(value, str):
-        return [(where, value)]
-    if isinstance(value, list):
-        return [found for i, v in enumerate(value) for found in _strings(f"{where}[{i}]", v)]
-    if isinstance(value, dict):
-        return [found for k, v in value.items() for found in _strings(f"{where}.{k}", v)]
-    return []
+    return [(key, leaf) for key, leaf in _leaves(where, value) if isinstance(leaf, str)]
+
+
+def _parameter_values(settings: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """``(key, leaf)`` of every value the jobs get: fixed parameters and ``Discrete`` options."""
+    found: list[tuple[str, object]] = []
+    fixed = settings.get("fixed_params")
+    for name, value in flatten(plain(fixed)) if isinstance(fixed, Mapping) else []:
+        found += _leaves(f"fixed_params.{name}", value)
+    items = settings.get("optimized_params")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("options"), list):
+            found += _leaves(f"optimized_params[{i}].options", plain(item["options"]))
+    return found
 
 
 def check_shell_quoting(ctx: Context) -> list[Problem]:
-    """Names and string values that cluster_utils' job script would alter (see SHELL_SPECIAL).
+    """For plain ``python -m cluster_utils.hp_optimization`` (``rl-relay hpo`` quotes
+    everything): string values its job script would alter (see SHELL_SPECIAL) and the
+    paths it pastes into the script unquoted (a space: ``cd: too many arguments``).
 
-    Fixed parameters, the search space's names and ``Discrete`` options, and the results
-    directory (every job gets its ``working_dir`` under it)."""
-    texts: list[tuple[str, str]] = []
-    for name, value in flatten(plain(ctx.section("fixed_params"))):
-        texts.append((f"fixed_params.{name}", name))
-        texts += _strings(f"fixed_params.{name}", value)
-    for i, item in ctx.optimized_params:
-        texts += _strings(f"optimized_params[{i}].param", item.get("param"))
-        texts += _strings(f"optimized_params[{i}].options", plain(item.get("options")))
+    Fixed parameters, ``Discrete`` options and the results directory (every job gets its
+    ``working_dir`` under it); the project directory, the virtual environment, the script,
+    the jobs directory and the image."""
+    texts = [(k, v) for k, v in _parameter_values(ctx.settings) if isinstance(v, str)]
     results = results_path(ctx.settings)
     if results is not None:
         texts.append(("results_dir / optimization_procedure_name", str(results)))
     found = [_shell_problem(ctx.at(where), text) for where, text in texts]
-    return [p for p in found if p is not None]
+    return [p for p in found if p is not None] + _unquoted_paths(ctx)
+
+
+def _unquoted_paths(ctx: Context) -> list[Problem]:
+    cache = os.environ.get(
+        "CLUSTER_UTILS_CACHE_DIR", os.path.join(Path.home(), ".cache", "cluster_utils")
+    )
+    name = str(ctx.settings.get("optimization_procedure_name", ""))
+    setup = ctx.section("environment_setup")
+    paths = [
+        ("CLUSTER_UTILS_CACHE_DIR (the jobs directory)", cache),
+        ("optimization_procedure_name (the jobs directory's name)", name),
+        ("script_relative_path", str(ctx.settings.get("script_relative_path", ""))),
+        *((f"environment_setup.{key}", str(setup[key])) for key in _SETUP_PATHS if key in setup),
+        ("singularity.image", str(ctx.section("singularity").get("image", ""))),
+    ]
+    if ctx.settings.get("run_in_working_dir", False):
+        paths.append(("run_in_working_dir (the directory you start it in)", str(ctx.cwd)))
+    return [
+        Problem(
+            ctx.at(where),
+            f"{path!r} would be pasted unquoted into plain cluster_utils' job script, where"
+            " bash splits it at a space and interprets quotes, $ and the like: the job never"
+            " starts and the HPO waits for it; start the HPO with `rl-relay hpo`, which quotes"
+            " every path, or use a path of letters, digits and _ - . / only",
+        )
+        for where, path in paths
+        if path and shlex.quote(path) != path
+    ]
+
+
+#: ``environment_setup`` keys cluster_utils pastes into its job script as paths.
+_SETUP_PATHS = ("virtual_env_path", "conda_env_path", "pre_job_script")
+
+
+def check_loader_changes(ctx: Context) -> list[Problem]:
+    """Values cluster_utils' settings loader changes before any job sees them: smart_settings'
+    dynamic values evaluate every string as a Python f-string, so ``\\n`` becomes a newline,
+    ``\\\\`` one backslash, ``"a" "b"`` ``ab``. Strings with ``{`` are left alone (a dynamic
+    value is what they are for)."""
+    if ctx.written is None:
+        return []
+    read = dict(_parameter_values(ctx.settings))
+    return [
+        Problem(
+            ctx.at(where),
+            f"is written {written!r} but cluster_utils reads {read[where]!r}: it evaluates"
+            " every string of the settings file as a Python f-string (smart_settings' dynamic"
+            " values), which processes backslash escapes; double each backslash to keep it,"
+            " or give the value as an override string on the command line",
+        )
+        for where, written in _parameter_values(ctx.written)
+        if isinstance(written, str)
+        and "{" not in written
+        and where in read
+        and read[where] != written
+    ]
+
+
+def check_job_files(ctx: Context) -> list[Problem]:
+    """What Slurm's ``#SBATCH`` lines and HTCondor's submit description cannot hold."""
+    from rl_relay.hpo.settings import job_file_problems
+
+    return [
+        Problem(ctx.at(key), what)
+        for key, what in job_file_problems(ctx.settings, ctx.engine, os.environ)
+    ]

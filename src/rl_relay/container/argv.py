@@ -1,7 +1,8 @@
 """The job script's arguments, read on the host with cluster_utils 3's grammar.
 
-cluster_utils starts a job script as ``SCRIPT --job-id N --cluster-utils-server IP:PORT
---parameter-dict "{...}"``; by hand it is ``SCRIPT params.json [key=value ...]``.
+``rl-relay hpo`` starts a job script as ``SCRIPT --job-id=N --cluster-utils-server=IP:PORT
+WORKING_DIR/job_parameters.json``, plain cluster_utils with ``--parameter-dict "{...}"`` in
+place of the file; by hand it is ``SCRIPT params.json [key=value ...]``.
 run_singularity must read the parameters (its ``singularity.*`` settings, the working
 directory) without cluster_utils, which lives only in the image: standard library only.
 """

@@ -114,8 +114,13 @@ def resolve(
     cwd: Path,
     gpus: int = 0,
     path: str | None = None,
+    find_executable: bool = True,
 ) -> ContainerSpec:
-    """Check the parameters and resolve paths; every problem in one ContainerError."""
+    """Check the parameters and resolve paths; every problem in one ContainerError.
+
+    ``find_executable`` False leaves the runtime unlooked-for (``executable`` is then its
+    configured name): ``rl-relay check`` asks about it separately (``node_problems``).
+    """
     sing = subtree(params, PREFIX)
     if not sing:
         raise ContainerError(
@@ -151,11 +156,12 @@ def resolve(
     if not isinstance(sing.get("args", []), list | tuple):
         problems.append(f"{source}: singularity.args must be a list")
     env = _env(sing.get("env", {}), source, problems)
-    executable = None
-    try:
-        executable = find_runtime(sing.get("executable"), path)
-    except ContainerError as err:
-        problems.append(f"{source}: {err}")
+    executable = sing.get("executable") or RUNTIMES[0]
+    if find_executable:
+        try:
+            executable = find_runtime(sing.get("executable"), path)
+        except ContainerError as err:
+            problems.append(f"{source}: {err}")
     if problems:
         raise ContainerError("\n".join(problems))
     assert image is not None and script is not None and executable is not None
@@ -241,13 +247,18 @@ def environment(
     return {**environ, **{prefix + k: v for k, v in {**passed, **spec.env}.items()}}
 
 
+def _wraps_jobs(settings: Mapping[str, Any]) -> bool:
+    return str(settings.get("script_relative_path", "")).endswith("run_singularity.py")
+
+
 def check_settings(settings: Mapping[str, Any], cwd: Path) -> list[tuple[str, str]]:
-    """Container problems of an hp_optimization settings file, for ``rl-relay check``."""
+    """Container problems of an hp_optimization settings file that this machine can tell,
+    for ``rl-relay check`` (the runtime on PATH: ``node_problems``)."""
     problems: list[tuple[str, str]] = []
-    if str(settings.get("script_relative_path", "")).endswith("run_singularity.py"):
+    if _wraps_jobs(settings):
         fixed = settings.get("fixed_params", {})
         try:
-            resolve(fixed, "fixed_params", cwd)
+            resolve(fixed, "fixed_params", cwd, find_executable=False)
         except ContainerError as err:
             problems += [
                 ("fixed_params", line.removeprefix("fixed_params: "))
@@ -265,8 +276,23 @@ def check_settings(settings: Mapping[str, Any], cwd: Path) -> list[tuple[str, st
         image = Path(str(native.get("image", ""))).expanduser()
         if not native.get("image") or not image.exists():
             problems.append(("singularity.image", f"the image {image} does not exist"))
+    return problems
+
+
+def node_problems(settings: Mapping[str, Any], path: str | None = None) -> list[tuple[str, str]]:
+    """The container runtime missing from PATH (``path``: the PATH to look in): the jobs
+    run it, so it matters on the machines they run on, which this one may not be."""
+    problems: list[tuple[str, str]] = []
+    if _wraps_jobs(settings):
+        sing = subtree(settings.get("fixed_params", {}), PREFIX)
+        try:
+            find_runtime(sing.get("executable"), path)
+        except ContainerError as err:
+            problems.append(("fixed_params", str(err)))
+    native = settings.get("singularity")
+    if isinstance(native, Mapping):
         executable = native.get("executable", "singularity")
-        if shutil.which(executable) is None:
+        if shutil.which(str(executable), path=path) is None:
             problems.append(
                 (
                     "singularity.executable",

@@ -11,7 +11,13 @@ strings, with these additions:
 - continuing: started again on a results directory that exists, it goes on where the HPO
   stood (results kept, only the missing jobs run, the optimiser from its saved state,
   which is written soon after every result); ``--fresh`` first moves the old directory aside
-  (renamed with a timestamp, nothing deleted) and starts over.
+  (renamed with a timestamp, nothing deleted) and starts over;
+- job scripts no shell misreads: each job's parameters in a JSON file, every path quoted
+  (``patches.job_script``).
+
+Before anything is moved, locked or written, the settings pass the rules of ``rl-relay
+check`` (``rl_relay.check.rules``): an error refuses the start with the same message, a
+warning is printed.
 """
 
 from __future__ import annotations
@@ -25,13 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
-from rl_relay.hpo.continuation import (
-    DirectoryBusy,
-    hold_driver_lock,
-    move_aside,
-    release_driver_lock,
-)
-from rl_relay.hpo.settings import add_local_argument, add_settings_arguments, load_settings
+from rl_relay.check.rules import check_settings_file
+from rl_relay.hpo.continuation import DirectoryBusy, move_aside, release_driver_lock
+from rl_relay.hpo.leftovers import take_over
+from rl_relay.hpo.settings import add_local_argument, add_settings_arguments
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
 
@@ -48,26 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _problems(settings_file: Path, settings: Mapping[str, Any]) -> list[str]:
-    from rl_relay.optimizers import optimizer_problems
-    from rl_relay.stopping.settings import whole_file_problems as stopping_problems
-
-    missing = [
-        key
-        for key in ("results_dir", "optimization_procedure_name", "optimizer_str")
-        if key not in settings
-    ]
-    if missing:
-        return [f"{settings_file}: {key}: is missing" for key in missing]
-    found = optimizer_problems(
-        settings["optimizer_str"],
-        settings.get("optimizer_settings"),
-        settings.get("optimized_params", []),
-    )
-    found += stopping_problems(settings)
-    return [f"{settings_file}: {key}: {what}" for key, what in found]
-
-
 def run(args: argparse.Namespace) -> int:
     from rl_relay.hpo.patches import UnsupportedClusterUtils, install, require_supported
     from rl_relay.optimizers.persist import ContinueError
@@ -77,34 +60,41 @@ def run(args: argparse.Namespace) -> int:
     except UnsupportedClusterUtils as err:
         print(f"rl-relay hpo: {err}", file=sys.stderr)
         return 1
-    try:
-        settings = load_settings(args.settings_file, args.overrides)
-    except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
-        print(f"rl-relay hpo: {args.settings_file} cannot be read: {err}", file=sys.stderr)
-        return 1
-    problems = _problems(args.settings_file, settings)
-    if problems:
-        for problem in problems:
-            print(f"rl-relay hpo: {problem}", file=sys.stderr)
+    # the rules of rl-relay check, before anything is moved, locked or written
+    verdict = check_settings_file(args.settings_file, args.overrides, local=args.local)
+    for problem in verdict.warnings:
+        print(f"rl-relay hpo: warning: {problem.where}: {problem.what}", file=sys.stderr)
+    if verdict.errors or verdict.settings is None:
+        for problem in verdict.errors:
+            print(f"rl-relay hpo: {problem.where}: {problem.what}", file=sys.stderr)
         print(
-            "Nothing was started (rl-relay check SETTINGS finds other problems too).",
+            f"Nothing was started: {len(verdict.errors)} problem(s), the same that"
+            " `rl-relay check` reports.",
             file=sys.stderr,
         )
         return 1
+    settings = dict(verdict.settings)
     result_dir = results_root(settings)
     try:
         if args.fresh and result_dir.exists():
-            release_driver_lock(hold_driver_lock(result_dir))  # not while another driver runs
+            lock, ended = take_over(result_dir)  # not while another driver runs
+            _say_ended(ended)
+            release_driver_lock(lock)
             print(f"Moved the old results to {move_aside(result_dir)}; starting over.")
-        lock = hold_driver_lock(result_dir)
+        lock, ended = take_over(result_dir)
+        _say_ended(ended)
     except (DirectoryBusy, OSError) as err:
         print(f"rl-relay hpo: {err}", file=sys.stderr)
         return 1
     try:
         from cluster_utils import hp_optimization
 
-        record_start(result_dir, args, settings)
-        install(local=args.local, settings=settings)
+        install(
+            local=args.local,
+            settings=settings,
+            # only once the saved state fits the settings: a refused start changes nothing
+            on_accept=lambda: record_start(result_dir, args, settings),
+        )
         _quiet_console_log()
         sys.argv = ["rl-relay hpo", str(args.settings_file), *args.overrides]
         return int(hp_optimization.main() or 0)
@@ -113,6 +103,15 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         release_driver_lock(lock)
+
+
+def _say_ended(ended: list) -> None:
+    """Name what a dead driver of this HPO left running and this one ended."""
+    if ended:
+        print(
+            f"Ended {len(ended)} processes a dead driver of this HPO left running: "
+            + ", ".join(f"{p.pid} ({p.command[:80]})" for p in ended)
+        )
 
 
 def record_start(result_dir: Path, args: argparse.Namespace, settings: Mapping[str, Any]) -> None:

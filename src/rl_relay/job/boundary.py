@@ -48,6 +48,9 @@ class Boundary(Protocol):
     #: Whether the job's runs must advance together (``Plan.interleaved``), so that every
     #: run has reached a boundary before it is decided.
     interleaved: bool
+    #: Whether older checkpoints may be loaded again (PBT's exploit copies them), so that
+    #: ``keep_checkpoints: "latest"`` must not remove them (``rl_relay.job.retention``).
+    keeps_checkpoints: bool
 
     def before_step(self, state: State, step: Step) -> tuple[State, Action]:
         """Decide how ``step`` starts, if that is still open: the state to save and the action."""

@@ -31,7 +31,9 @@ class LockedError(RuntimeError):
 def acquire(lock_file: Path) -> int:
     """Lock ``lock_file`` (created if needed); returns the descriptor that holds it."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    # O_CLOEXEC (Python's default, said here): a program the holder starts must not hold
+    # the lock after the holder died (the next driver or job would be refused)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rl_relay import exit_codes
-from rl_relay.job import preemption
+from rl_relay.job import preemption, retention
 from rl_relay.job.boundary import Action
 from rl_relay.job.client import Server
 from rl_relay.job.config import ConfigError, JobConfig
@@ -75,6 +75,15 @@ def _give_up(server: Server, job: JobConfig, state: State) -> int:
     return fail(server, message)
 
 
+def _prune(job: JobConfig, state: State) -> None:
+    """Remove the checkpoints the saved ``state`` no longer needs (``keep_checkpoints``)."""
+    if job.params.keep_checkpoints != retention.LATEST:
+        return
+    if job.boundary is not None and job.boundary.keeps_checkpoints:
+        return
+    retention.prune(job.paths, state)
+
+
 def fail(server: Server, message: str) -> int:
     logger.error("%s", message)
     server.report_error(message)
@@ -117,6 +126,7 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
         if job.boundary is not None:
             state, action = job.boundary.before_step(state, step)
             save_state(job.paths.state, state)  # the decision, before anything acts on it
+            _prune(job, state)
             if action is Action.WAIT:
                 if server.connected:
                     return _resume(server, job, "waiting at an iteration boundary")
@@ -140,6 +150,7 @@ def run(job: JobConfig, server: Server, stop: Callable[[], bool] = preemption.re
             return fail(server, str(err))
         state = apply(state, step, done.outcome, done.record)
         save_state(job.paths.state, state)
+        _prune(job, state)
         server.announce_fraction_finished(state.fraction_finished())
         if done.outcome.config_error is not None:
             return fail(server, done.outcome.config_error)

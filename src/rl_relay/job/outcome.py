@@ -43,6 +43,8 @@ class Facts:
     reward_problem: str | None = None
     #: The reward column does not exist: a configuration error, the training is kept.
     column_problem: str | None = None
+    #: What the learner said when it refused its configs (exit CONFIG_ERROR).
+    refusal: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def classify(facts: Facts) -> Outcome:
     """The verdict on one step."""
     if facts.timed_out:  # whatever the learner did when its time was up
         return Outcome(Verdict.FAILED, describe_exit(facts.returncode, True, facts.timeout))
+    if facts.returncode == exit_codes.CONFIG_ERROR:  # another seed cannot help: no retry
+        reason = "the learner refused its configs" + (f": {facts.refusal}" if facts.refusal else "")
+        return Outcome(Verdict.FAILED, reason, config_error=reason)
     if facts.returncode == exit_codes.RESUME:
         if facts.checkpoint_marker is None:
             return Outcome(

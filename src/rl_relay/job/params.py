@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "learning_timeout": None,
     "reward_column": DEFAULT_REWARD_COLUMN,
     "reward_window": 1,
+    "keep_checkpoints": "latest",
     "id": 0,
 }
 #: Top-level names read elsewhere: the container wrapper's section, and the sections that
@@ -55,6 +56,7 @@ _HINTS = {
     "learning_timeout": "seconds, a positive number (or leave it out for no limit)",
     "seed_scope": '"job" (each job its own seeds, the default) or "shared" (the same in all)',
     "reward_window": "a whole number >= 1: how many of reward_column's last values to average",
+    "keep_checkpoints": '"latest" (each run keeps its latest checkpoint, the default) or "all"',
 }
 
 
@@ -116,6 +118,8 @@ class JobParams:
     reward_column: str
     #: a run's reward is the mean of reward_column's last this many values (1: the last)
     reward_window: int
+    #: "latest": older iterations' checkpoints are removed (job.retention); "all": kept
+    keep_checkpoints: str
     #: cluster_utils' job id (0 when run by hand): with seed_scope "job" it decides seeds.
     job_id: int
 
@@ -176,6 +180,7 @@ class JobParams:
             learning_timeout=flat["learning_timeout"],
             reward_column=flat["reward_column"],
             reward_window=flat["reward_window"],
+            keep_checkpoints=flat["keep_checkpoints"],
             job_id=flat["id"],
         )
 

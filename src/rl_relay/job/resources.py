@@ -4,7 +4,7 @@ Torch threads and the number of parallel environments follow the CPUs the job wa
 *given*, not the CPUs the node has: two jobs on one node must not oversubscribe it.
 Slurm says so in ``SLURM_CPUS_PER_TASK``; HTCondor in the job ClassAd (``RequestCpus``,
 possibly an expression) in the file named by ``_CONDOR_JOB_AD``; elsewhere the process's
-CPU affinity is the limit (cluster_utils' local backend pins jobs with ``taskset``).
+CPU affinity is the limit (``rl-relay hpo``'s local backend pins each job to CPUs of its own).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def os_error_message(err: OSError, doing: str) -> str:
 
 
 def _source_of(argv: Sequence[str]) -> str:
-    """How errors name the parameters."""
+    """How errors name the parameters: the parameter file (the first positional argument,
+    as cluster_utils' parser takes it, whatever its path holds), or the ``--parameter-dict``."""
     if "--parameter-dict" in argv:
         return "the job's --parameter-dict"
     skip = False
@@ -53,14 +54,18 @@ def _source_of(argv: Sequence[str]) -> str:
             skip = False
         elif arg in ("--job-id", "--cluster-utils-server"):
             skip = True
-        elif not arg.startswith("-") and "=" not in arg:
+        elif not arg.startswith("-"):
             return arg
     return "the job parameters"
 
 
 def read_params(argv: Sequence[str]) -> Any:
     """The job's parameters via cluster_utils' ``initialize_job`` (which registers the
-    job with the server); raise ValueError with a message saying what is wrong."""
+    job with the server); raise ValueError with a message saying what is wrong.
+
+    Read as they are (``dynamic=False``): smart_settings' dynamic values would evaluate
+    every string as a Python f-string a second time (the driver did when it read the
+    settings file), so ``{...}``, backslashes and quotes in a value would change or run."""
     from cluster_utils.client import initialize_job
 
     source = _source_of(argv)
@@ -81,7 +86,7 @@ def read_params(argv: Sequence[str]) -> Any:
                 " the job writes into, a non-empty path"
             )
     try:
-        return initialize_job(list(argv), verbose=False)
+        return initialize_job(list(argv), verbose=False, dynamic=False)
     except OSError as err:
         if err.filename is not None and str(err.filename) != source:
             raise ValueError(

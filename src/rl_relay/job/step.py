@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import rl_relay
+from rl_relay import exit_codes
 from rl_relay.job.config import ConfigError, JobConfig, step_configs, with_overrides
 from rl_relay.job.outcome import Facts, Outcome, StepRecord, Verdict, classify, describe_exit
 from rl_relay.job.overrides import collect_overrides
@@ -134,6 +135,14 @@ def learning_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {**environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
 
 
+def _refusal(stderr: Path) -> str:
+    """What the learner wrote after "configuration error:" (the default learner's words), or
+    the last lines of its stderr."""
+    text = stderr.read_text(encoding="utf-8", errors="replace") if stderr.exists() else ""
+    head, found, rest = text.rpartition("configuration error:")
+    return (rest if found else text).strip()[-2000:] or _tail(stderr)
+
+
 def _tail(path: Path, lines: int = 5) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
@@ -213,6 +222,8 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
         marker_before=marker_before,
         stalled_resumes=run.stalled_resumes,
     )
+    if result.returncode == exit_codes.CONFIG_ERROR:
+        facts = replace(facts, refusal=_refusal(paths.stderr))
     if result.returncode == 0 and not result.timed_out and last:
         try:
             facts = _with_reward(facts, paths, job.params.reward_column, job.params.reward_window)

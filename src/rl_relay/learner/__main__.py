@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise LearnerConfigError("\n".join(problems))
     except LearnerConfigError as err:
         logging.getLogger("rl_relay.learner").error("configuration error:\n%s", err)
-        return exit_codes.FAILURE
+        return exit_codes.CONFIG_ERROR
 
     import torch
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.FAILURE
     except LearnerConfigError as err:  # e.g. a hyperparameter that cannot change on resume
         logging.getLogger("rl_relay.learner").error("configuration error:\n%s", err)
-        return exit_codes.FAILURE
+        return exit_codes.CONFIG_ERROR
 
 
 def exit_now(code: int) -> NoReturn:

@@ -79,6 +79,51 @@ def _schema_problems(kind: str, document: Any, source: str) -> list[str]:
     return [f"{source}: {p.key}: {p.message}" for p in problems(schema(kind), document)]
 
 
+def constructor_default(name: str, key: str) -> Any:
+    """The SB3 algorithm's default for one constructor argument (None if it has none)."""
+    parameter = inspect.signature(algorithm_class(name).__init__).parameters.get(key)
+    return None if parameter is None else parameter.default
+
+
+def iteration_problems(configs: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
+    """An iteration too short to train in: smaller than one rollout of an on-policy
+    algorithm in a chained run (the previous iteration's last rollout already reaches past
+    it, so it trains nothing), or not longer than an off-policy algorithm's
+    ``learning_starts`` (it only collects). ``n_envs`` unset counts as 1 (the fewest)."""
+    rl, common, env = (configs.get(k) for k in KINDS)
+    if not all(isinstance(c, Mapping) for c in (rl, common, env)):
+        return []
+    per_iteration = common.get("total_timesteps")
+    iterations = common.get("training_iterations", 1)
+    algorithm = rl.get("algorithm")
+    if not isinstance(per_iteration, int) or not isinstance(iterations, int):
+        return []
+    where = f"{sources.get('rl_common_config', 'rl_common_config')}: total_timesteps"
+    on_policy = "learning_starts" not in constructor_parameters(algorithm)  # PPO, A2C
+    if on_policy:
+        n_steps = rl.get("n_steps", constructor_default(algorithm, "n_steps"))
+        rollout = n_steps * (env.get("n_envs") or 1)
+        if iterations > 1 and rollout > per_iteration:
+            return [
+                f"{where}: an iteration of {per_iteration} steps is smaller than one rollout"
+                f" of {algorithm} (n_steps {n_steps} x n_envs {env.get('n_envs') or 1} ="
+                f" {rollout}): every rollout is trained whole, so with"
+                f" {iterations} chained iterations some would train nothing; give each"
+                " iteration at least one rollout (more total_timesteps per iteration, fewer"
+                " training_iterations, or a smaller n_steps)"
+            ]
+    else:
+        starts = rl.get("learning_starts", constructor_default(algorithm, "learning_starts"))
+        if isinstance(starts, int) and starts >= per_iteration:
+            return [
+                f"{where}: an iteration of {per_iteration} steps is not longer than"
+                f" learning_starts ({starts}) of {algorithm}: the first iteration would only"
+                " collect experience and train nothing; raise total_timesteps or lower"
+                " learning_starts"
+            ]
+    return []
+
+
 def validate_configs(configs: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
     """Every problem of the three configs, each naming the file and key; [] when all is well.
 
@@ -99,6 +144,8 @@ def validate_configs(configs: Mapping[str, Any], sources: Mapping[str, str]) -> 
                 f"{sources.get('rl_config', 'rl_config')}: {key}: not a parameter of"
                 f" stable_baselines3.{rl['algorithm']}; remove it or fix its name"
             )
+    if not problems:
+        problems += iteration_problems(configs, sources)
     env = configs.get("env_config")
     if isinstance(env, Mapping) and isinstance(env.get("id"), str):
         import gymnasium

@@ -24,12 +24,19 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
 
 from rl_relay import exit_codes
+from rl_relay.job.reward import last_number
 from rl_relay.layout import PROGRESS_FILE
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
 from rl_relay.learner.envs import eval_env_seed, make_eval_env, make_training_env
 from rl_relay.learner.resume import checkpoint_meta, continue_restored
-from rl_relay.metrics import EVAL_MEAN_REWARD, EVAL_STD_REWARD, TIMESTEPS_COLUMN
+from rl_relay.metrics import (
+    DEFAULT_REWARD_COLUMN,
+    EPISODE_LENGTH_COLUMN,
+    EVAL_MEAN_REWARD,
+    EVAL_STD_REWARD,
+    TIMESTEPS_COLUMN,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +163,20 @@ def evaluate(model: Any, configs: dict[str, Any]) -> None:
     )
 
 
+def log_episode_statistics(model: Any, progress: Path) -> None:
+    """A row with the recent episodes' mean return and length, when this iteration's
+    ``progress.csv`` has none: SB3 logs them only every ``log_interval`` rollouts (every 4
+    episodes for off-policy algorithms), so a short iteration, or one the previous
+    iteration's last rollout already covered, would otherwise end without a reward."""
+    episodes = list(model.ep_info_buffer or [])
+    if not episodes or last_number(progress, DEFAULT_REWARD_COLUMN) is not None:
+        return
+    model.logger.record(DEFAULT_REWARD_COLUMN, sum(e["r"] for e in episodes) / len(episodes))
+    model.logger.record(EPISODE_LENGTH_COLUMN, sum(e["l"] for e in episodes) / len(episodes))
+    model.logger.record(TIMESTEPS_COLUMN, model.num_timesteps)
+    model.logger.dump(model.num_timesteps)
+
+
 def prepare(configs: dict[str, Any], cpus: int) -> tuple[Any, Logger, float | None]:
     """The model ready to learn (built, or restored and continued with these configs), its
     logger, and the seconds restoring took (None for a fresh start).
@@ -215,6 +236,8 @@ def train(configs: dict[str, Any], stop: list[int], cpus: int) -> int:
                 "preempted at %d timesteps: checkpointing to resume", model.num_timesteps
             )
             code = exit_codes.RESUME
+    if code == exit_codes.SUCCESS:
+        log_episode_statistics(model, Path(rl["log_path"]) / PROGRESS_FILE)
     checkpoint.save(model, rl["save_path"], load_seconds, checkpoint_meta(configs))
     if code == exit_codes.SUCCESS and iteration + 1 >= iterations:
         evaluate(model, configs)

@@ -75,6 +75,12 @@ def optimizer_problems(
             problems.append(
                 ("optimizer_settings.num_jobs_in_elite", f"is {elite!r}; give an integer >= 1")
             )
+        restarts = optimizer_settings.get("with_restarts", False)
+        if not isinstance(restarts, bool):
+            # cluster_utils takes any truthy value as true: "no" would mean restarts
+            problems.append(
+                ("optimizer_settings.with_restarts", f"is {restarts!r}; give true or false")
+            )
     elif optimizer_str == "nevergrad":
         problems += _known_keys(optimizer_settings, ("opt_alg",), optimizer_str, required=True)
         alg = optimizer_settings.get("opt_alg")

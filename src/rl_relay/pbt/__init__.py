@@ -14,6 +14,7 @@ hyperparameters (Ray Tune's ``PopulationBasedTraining``). Modules:
 - ``history``: schedules, lineage, exploit events and the best member, read from records;
 - ``spec``: the ``pbt.*`` job parameters and ``MemberSpec``, what a member job knows;
 - ``member``: the boundary step a member job runs after each training iteration;
+- ``dead_member``: the failure the driver records for a member that died without a word;
 - ``optimizer``: the cluster_utils optimiser ``"pbt"`` and the job parameters it needs.
 
 Nothing here imports torch or stable-baselines3.

@@ -74,6 +74,8 @@ class MemberBoundary:
     wait_seconds: float = WAIT_SECONDS
     #: A member is one learning run.
     interleaved: bool = False
+    #: Other members exploit its checkpoints at the boundaries.
+    keeps_checkpoints: bool = True
 
     def _score(self, progress: Path) -> float:
         """The last reward_column value of an iteration; the worst score when there is none."""

@@ -1,6 +1,7 @@
 """``rl-relay reevaluate``: an HPO's best configurations again, on fresh seeds.
 
-The command (``command``: files and processes) and its pure part (``stats``: which
+The command (``command``: files and processes) and its pure parts (``stats``: which
 configurations, which seeds, the grid search settings, and the ranking with confidence
-intervals that the report and the benchmark share).
+intervals that the report and the benchmark share; ``request``: which re-evaluation
+directory a request continues, which is the latest, the ``key=value`` strings).
 """

@@ -8,37 +8,51 @@ values from its ``settings.json``, and runs them again through cluster_utils'
 runs each, on seeds that no job of the search used, on the search's backend. Writes
 ``RESULTS_DIR/reevaluation/summary.csv`` (re-evaluated mean, std and 95% confidence
 interval beside the search's estimate), prints the table and which configuration it
-recommends. Started again, it continues: finished re-evaluation jobs are not run twice.
-``key=value`` strings change the grid search's settings (e.g.
-``'cluster_requirements.request_cpus=2'``). ``--dry-run`` prints the choice (configurations,
-base seed) and stops before anything is written or submitted.
+recommends. Started again with the same request (configurations, runs, overrides), it
+continues: finished re-evaluation jobs are not run twice. Any other request is a new
+re-evaluation beside the old ones (``reevaluation-2/``, ...; ``rl_relay.reevaluate.request``),
+``--fresh`` starts the same request over (its old directory moved aside). ``key=value``
+strings change the grid search's settings (e.g. ``'cluster_requirements.request_cpus=2'``),
+before or after the options. ``--dry-run`` prints the choice (configurations, base seed)
+and stops before anything is written or submitted.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
+import datetime
 import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rl_relay import exit_codes
 from rl_relay.atomic import atomic_path, atomic_write_json, atomic_write_text
+from rl_relay.hpo.continuation import move_aside
 from rl_relay.hpo.settings import add_local_argument
 from rl_relay.layout import (
     JOB_SETTINGS,
-    RECOMMENDATION_FILE,
     STATE_FILE,
-    WORKING_DIRS,
     JobPaths,
+    ReevaluationPaths,
     ResultsPaths,
 )
 from rl_relay.metrics import DEFAULT_METRIC
-from rl_relay.paramtree import plain, set_dotted
+from rl_relay.paramtree import lookup, plain, set_dotted
+from rl_relay.reevaluate.request import (
+    Choice,
+    Earlier,
+    OverrideError,
+    announcement,
+    choose_directory,
+    identity,
+    parse_overrides,
+    request_record,
+)
 from rl_relay.reevaluate.stats import (
     REEVALUATION_OF,
     Candidate,
@@ -51,6 +65,7 @@ from rl_relay.reevaluate.stats import (
     summary_rows,
     table,
 )
+from rl_relay.validation import load_schema, problems
 
 logger = logging.getLogger("rl_relay.reevaluate.command")
 
@@ -70,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the configurations and the base seed it would run, and stop there",
     )
     parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start this request's re-evaluation over instead of continuing it: its directory"
+        " is moved aside (timestamp suffix, nothing deleted)",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
@@ -84,14 +105,66 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _checked_json(path: Path, schema: dict[str, Any], what_to_do: str) -> Any:
+    """``path`` parsed and valid under ``schema``, else one message naming the file, the key
+    and ``what_to_do`` (a hand-edited file must not end in a traceback)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ReevaluationError(f"{path} cannot be read ({err}); {what_to_do}") from None
+    found = problems(schema, data)
+    if found:
+        raise ReevaluationError(
+            f"{path} is corrupt at '{found[0].key}': {found[0].message}; {what_to_do}"
+        )
+    return data
+
+
+def _state_runs(path: Path, what_to_do: str) -> list[dict[str, Any]] | None:
+    """The runs a job's ``restarts.json`` records, checked; None when it has none yet."""
+    if not path.exists():
+        return None
+    schema = load_schema("restarts")
+    data = _read_json(path)
+    if isinstance(data, dict) and data.get("version") == 1:  # rl-relay 0.1: no plan, same runs
+        schema = {
+            **schema,
+            "required": ["runs"],
+            "properties": {"runs": schema["properties"]["runs"]},
+        }
+    return _checked_json(path, schema, what_to_do)["runs"]
+
+
+def _read_record(results: ResultsPaths) -> dict[str, Any]:
+    """``rl_relay_hpo.json``: the search's settings as ``rl-relay hpo`` recorded them."""
+    path = results.hpo_record
+    if not path.exists():
+        raise ReevaluationError(
+            f"{path} is missing: this HPO was not started with `rl-relay hpo`, which records"
+            " the settings a re-evaluation needs; start it (or continue it) with rl-relay hpo"
+            " once"
+        )
+    return _checked_json(
+        path,
+        load_schema("hpo_record"),
+        "restore it, or start the search's rl-relay hpo command again (it rewrites this file"
+        " and continues the search where it stood)",
+    )
+
+
 def _search_seeds(results: ResultsPaths) -> set[int]:
     """Every seed of every kept job of the search (current and prepared attempts)."""
     seeds: set[int] = set()
     for parent in (results.working_dirs, results.best_jobs):
-        for state_file in parent.glob(f"*/{STATE_FILE}"):
-            data = _read_json(state_file)
-            for run in (data or {}).get("runs", []):
-                seeds.update(int(s) for s in run.get("seeds", []))
+        for state_file in sorted(parent.glob(f"*/{STATE_FILE}")):
+            runs = _state_runs(
+                state_file,
+                "rl-relay reevaluate reads every search job's seeds from it to use others;"
+                f" restore it, or move {state_file.parent} out of {results.root} (its seeds are"
+                " then not avoided)",
+            )
+            for run in runs or []:
+                seeds.update(int(s) for s in run["seeds"])
     return seeds
 
 
@@ -143,17 +216,6 @@ def _pbt_candidates(
     return candidates, note
 
 
-def _apply_overrides(settings: dict[str, Any], overrides: list[str]) -> None:
-    for text in overrides:
-        key, sep, value = text.partition("=")
-        if not sep:
-            raise ReevaluationError(f"{text!r} is not of the form key=value")
-        try:
-            set_dotted(settings, key, ast.literal_eval(value))
-        except (ValueError, SyntaxError):
-            raise ReevaluationError(f"{text!r}: the value is not a Python literal") from None
-
-
 def _run_grid_search(settings_file: Path, local: bool) -> None:
     from cluster_utils import grid_search
 
@@ -170,20 +232,45 @@ def _run_grid_search(settings_file: Path, local: bool) -> None:
         logger.warning("cluster_utils' grid_search ended with code %s", code)
 
 
-def _evaluated(results: ResultsPaths, candidates: list) -> list[Evaluated]:
-    """Rewards and seeds of the re-evaluation jobs, by the search job they re-evaluate."""
+def _earlier(results: ResultsPaths) -> list[Earlier]:
+    """The re-evaluation directories present, each with its checked ``request.json``."""
+    schema = load_schema("reevaluation_request")
+    found = []
+    for paths in results.reevaluations():
+        request = None
+        if paths.request.exists():
+            request = _checked_json(
+                paths.request,
+                schema,
+                f"restore it, or move {paths.dir} aside (a re-evaluation whose request is not"
+                " known is never continued)",
+            )
+        found.append(Earlier(paths.number or 1, paths.dir.name, request))
+    return found
+
+
+def _evaluated(
+    reevaluation: ReevaluationPaths, candidates: list, max_attempts: int
+) -> list[Evaluated]:
+    """Rewards and seeds of the re-evaluation jobs, by the search job they re-evaluate, and
+    their runs that gave up (``max_attempts`` failed attempts)."""
     by_search_job: dict[int, Evaluated] = {c.job_id: Evaluated(c, []) for c in candidates}
-    root = results.reevaluation / WORKING_DIRS
+    root = reevaluation.working_dirs
     for wd in sorted(root.glob("*")) if root.is_dir() else []:
-        settings = _read_json(wd / JOB_SETTINGS) or {}
+        what_to_do = f"restore it, or move {wd} away (that re-evaluation job then runs again)"
+        settings_file = wd / JOB_SETTINGS
+        settings = _read_json(settings_file) if settings_file.exists() else {}
+        if not isinstance(settings, dict):
+            raise ReevaluationError(f"{settings_file} is not a JSON object; {what_to_do}")
         target = by_search_job.get(settings.get(REEVALUATION_OF))
-        state = _read_json(JobPaths(wd).state)
-        if target is None or not isinstance(state, dict):
+        if target is None:
             continue
-        for run in state.get("runs", []):
+        for run in _state_runs(JobPaths(wd).state, what_to_do) or []:
             if run.get("done") and run.get("reward") is not None:
                 target.rewards.append(float(run["reward"]))
                 target.seeds.append(int(run["seeds"][-1]))
+            elif len(run.get("failures", [])) >= max_attempts:
+                target.failed_runs += 1
     return list(by_search_job.values())
 
 
@@ -206,9 +293,124 @@ def _choice_text(candidates: list[Candidate], runs: int, base: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Prepared:
+    """Everything a re-evaluation needs, checked before anything is written or run."""
+
+    results: ResultsPaths
+    record: dict[str, Any]
+    candidates: list[Candidate]
+    wanted: dict[str, Any]
+    earlier: list[Earlier]
+    choice: Choice
+    target: ReevaluationPaths
+    base_seed: int
+    settings: dict[str, Any]
+    max_attempts: int
+    minimize: bool
+    local: bool
+
+
+def _prepare(args: argparse.Namespace) -> Prepared:
+    from rl_relay.report.load import find_procedure_dir
+
+    results = ResultsPaths(find_procedure_dir(args.results_dir))
+    record = _read_record(results)
+    hpo = record["settings"]
+    if hpo.get("optimizer_str") == "pbt":
+        candidates, note = _pbt_candidates(results, hpo, args.top)
+    else:
+        candidates, note = _candidates(results, hpo, args.top)
+    if note:
+        print(f"Note: {note}.")
+    try:
+        overrides = parse_overrides(list(args.overrides))
+    except OverrideError as err:
+        raise ReevaluationError(str(err)) from None
+    wanted = identity([(c.job_id, c.values) for c in candidates], args.runs, overrides)
+    earlier = _earlier(results)
+    choice = choose_directory(wanted, earlier, args.fresh)
+    target = results.reevaluation(choice.number)
+    max_attempts = int(hpo.get("fixed_params", {}).get("max_attempts", 3))
+    if choice.continues and choice.same is not None and choice.same.request is not None:
+        base = int(choice.same.request["base_seed"])  # the seeds its jobs already have
+    else:
+        base = fresh_base_seed(_search_seeds(results), len(candidates), args.runs, max_attempts)
+    local = args.local or bool(record.get("local"))
+    settings = grid_settings(
+        hpo, candidates, args.runs, base, str(results.root), target.dir.name, local=local
+    )
+    for key, value in overrides:
+        set_dotted(settings, key, value)
+    attempts = lookup(settings["fixed_params"], "max_attempts", max_attempts)
+    if not isinstance(attempts, int) or attempts < 1:
+        raise ReevaluationError(f"max_attempts must be a positive integer, not {attempts!r}")
+    if choice.continues:
+        _evaluated(target, candidates, attempts)  # what it holds is readable
+    minimize = bool(hpo.get("optimization_setting", {}).get("minimize", False))
+    return Prepared(
+        results=results,
+        record=record,
+        candidates=candidates,
+        wanted=wanted,
+        earlier=earlier,
+        choice=choice,
+        target=target,
+        base_seed=base,
+        settings=settings,
+        max_attempts=attempts,
+        minimize=minimize,
+        local=local,
+    )
+
+
+def _start(prepared: Prepared, top: int) -> str:
+    """Make (or keep) the re-evaluation's directory and record its request; the line that
+    says what this start does."""
+    target, choice = prepared.target, prepared.choice
+    moved_to = None
+    if choice.same is not None and choice.fresh:
+        moved_to = str(move_aside(target.dir))
+    try:
+        target.dir.mkdir(parents=True, exist_ok=choice.continues)
+    except FileExistsError:
+        raise ReevaluationError(
+            f"{target.dir} appeared meanwhile (another rl-relay reevaluate?); run again"
+        ) from None
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    previous = choice.same.request if choice.continues and choice.same is not None else None
+    request = request_record(prepared.wanted, top, prepared.base_seed, now, previous)
+    atomic_write_json(target.request, request)
+    atomic_write_json(target.settings, plain(prepared.settings))
+    return announcement(
+        choice, prepared.wanted, prepared.earlier, str(target.dir), prepared.base_seed, moved_to
+    )
+
+
+def _summarise(prepared: Prepared, runs: int) -> int:
+    """Read what the jobs did; write and print the summary and the recommendation."""
+    target = prepared.target
+    try:
+        evaluated = _evaluated(target, prepared.candidates, prepared.max_attempts)
+    except ReevaluationError as err:
+        print(f"rl-relay reevaluate: {err}", file=sys.stderr)
+        return exit_codes.FAILURE
+    rows = summary_rows(evaluated, prepared.minimize, runs)
+    write_summary(target.summary, rows)
+    advice = recommendation(evaluated, prepared.minimize)
+    atomic_write_text(target.recommendation, advice + "\n")
+    print(table(rows))
+    print(advice)
+    print(f"Summary: {target.summary}")
+    if not any(e.rankable for e in evaluated):
+        print("rl-relay reevaluate: no re-evaluation job finished a run", file=sys.stderr)
+        return exit_codes.FAILURE
+    return exit_codes.SUCCESS
+
+
 def run(args: argparse.Namespace) -> int:
     from rl_relay.hpo.patches import UnsupportedClusterUtils, require_supported
-    from rl_relay.report.load import NoResultsError, find_procedure_dir
+    from rl_relay.report.load import NoResultsError
 
     if args.top < 1 or args.runs < 2:
         print("rl-relay reevaluate: --top must be >= 1 and --runs >= 2", file=sys.stderr)
@@ -218,63 +420,21 @@ def run(args: argparse.Namespace) -> int:
     except UnsupportedClusterUtils as err:
         print(f"rl-relay reevaluate: {err}", file=sys.stderr)
         return exit_codes.FAILURE
+    # Every path the user gave is theirs, relative to where they are: resolved before the
+    # chdir below and before cluster_utils sees it (it joins a relative results_dir onto $HOME).
+    args.results_dir = Path(args.results_dir).absolute()
     try:
-        results = ResultsPaths(find_procedure_dir(args.results_dir))
-        record = _read_json(results.hpo_record)
-        if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
-            raise ReevaluationError(
-                f"{results.hpo_record} is missing: this HPO was not started with `rl-relay"
-                " hpo`, which records the settings a re-evaluation needs; start it (or"
-                " continue it) with rl-relay hpo once"
-            )
-        hpo = record["settings"]
-        if hpo.get("optimizer_str") == "pbt":
-            candidates, note = _pbt_candidates(results, hpo, args.top)
-        else:
-            candidates, note = _candidates(results, hpo, args.top)
-        if note:
-            print(f"Note: {note}.")
-        fixed = hpo.get("fixed_params", {})
-        max_attempts = int(fixed.get("max_attempts", 3))
-        base = fresh_base_seed(_search_seeds(results), len(candidates), args.runs, max_attempts)
-        settings = grid_settings(
-            hpo,
-            candidates,
-            args.runs,
-            base,
-            str(results.root),
-            results.reevaluation.name,
-            local=args.local or bool(record.get("local")),
-        )
-        _apply_overrides(settings, list(args.overrides))
-    except (ReevaluationError, NoResultsError) as err:
+        prepared = _prepare(args)
+        if args.dry_run:
+            print(_choice_text(prepared.candidates, args.runs, prepared.base_seed))
+            return exit_codes.SUCCESS
+        workdir = Path(prepared.record.get("cwd", "."))
+        if workdir.is_dir() and workdir.resolve() != Path.cwd().resolve():
+            print(f"Running from {workdir}, where the search ran (its relative paths start there)")
+            os.chdir(workdir)
+        print(_start(prepared, args.top))
+    except (ReevaluationError, NoResultsError, OSError) as err:
         print(f"rl-relay reevaluate: {err}", file=sys.stderr)
         return exit_codes.FAILURE
-    if args.dry_run:
-        print(_choice_text(candidates, args.runs, base))
-        return exit_codes.SUCCESS
-    workdir = Path(record.get("cwd", "."))
-    if workdir.is_dir() and workdir.resolve() != Path.cwd().resolve():
-        print(f"Running from {workdir}, where the search ran (its relative paths start there)")
-        os.chdir(workdir)
-    results.reevaluation.mkdir(parents=True, exist_ok=True)
-    settings_file = results.reevaluation_settings
-    atomic_write_json(settings_file, plain(settings))
-    print(
-        f"Re-evaluating {len(candidates)} configuration(s) x {args.runs} runs on fresh seeds"
-        f" (base seed {base}); results in {results.reevaluation}"
-    )
-    _run_grid_search(settings_file, local=args.local or bool(record.get("local")))
-    minimize = bool(hpo.get("optimization_setting", {}).get("minimize", False))
-    evaluated = _evaluated(results, candidates)
-    if not any(e.runs for e in evaluated):
-        print("rl-relay reevaluate: no re-evaluation job finished a run", file=sys.stderr)
-        return exit_codes.FAILURE
-    rows = summary_rows(evaluated, minimize)
-    write_summary(results.reevaluation_summary, rows)
-    advice = recommendation(evaluated, minimize)
-    atomic_write_text(results.reevaluation / RECOMMENDATION_FILE, advice + "\n")
-    print(table(rows))
-    print(advice)
-    print(f"Summary: {results.reevaluation_summary}")
-    return exit_codes.SUCCESS
+    _run_grid_search(prepared.target.settings, local=prepared.local)
+    return _summarise(prepared, args.runs)

@@ -14,6 +14,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from rl_relay.job.state import Plan
@@ -49,10 +50,17 @@ class Evaluated:
     candidate: Candidate
     rewards: list[float]
     seeds: list[int] = field(default_factory=list)
+    #: Runs that gave up (every attempt failed): they have no reward.
+    failed_runs: int = 0
 
     @property
     def runs(self) -> int:
         return len(self.rewards)
+
+    @property
+    def rankable(self) -> bool:
+        """Has a re-evaluated mean: at least one finished run, rewards that are numbers."""
+        return not math.isnan(self.mean)
 
     @property
     def mean(self) -> float:
@@ -169,7 +177,12 @@ def grid_settings(
     local: bool,
 ) -> dict[str, Any]:
     """cluster_utils ``grid_search`` settings that run exactly the candidates, each once,
-    ``runs`` learning runs per job, with the search's settings otherwise."""
+    ``runs`` learning runs per job, with the search's settings otherwise.
+
+    ``results_dir`` must be absolute: cluster_utils joins a relative one onto $HOME.
+    """
+    if not PurePath(results_dir).is_absolute():
+        raise ValueError(f"results_dir must be absolute, not {results_dir!r}")
     names = list(candidates[0].values)
     keep = (
         "script_relative_path",
@@ -217,37 +230,90 @@ def grid_settings(
 
 
 def rank(evaluated: Sequence[Evaluated], minimize: bool) -> list[Evaluated]:
-    """Best re-evaluated mean first."""
-    return sorted(evaluated, key=lambda e: e.mean if minimize else -e.mean)
+    """Best re-evaluated mean first, then every configuration without one (no finished run,
+    or rewards that are not numbers) in the order given: NaN compares false with everything,
+    so sorting it among the others would scramble the ranking."""
+    rankable = [e for e in evaluated if e.rankable]
+    return sorted(rankable, key=lambda e: e.mean if minimize else -e.mean) + [
+        e for e in evaluated if not e.rankable
+    ]
+
+
+def status(e: Evaluated, runs_requested: int | None = None) -> str:
+    """What the row's numbers are worth, in words: "ok", or why not."""
+    if not e.rankable:
+        if e.runs:
+            return "failed: its rewards are not numbers"
+        return "failed: no run finished" if e.failed_runs else "no run finished"
+    parts = []
+    if e.runs == 1:
+        parts.append("1 run: interval unknown")
+    elif runs_requested is not None and e.runs < runs_requested:
+        parts.append(f"{e.runs} of {runs_requested} runs")
+    if e.failed_runs:
+        parts.append(f"{e.failed_runs} run(s) failed")
+    return "; ".join(parts) or "ok"
+
+
+def _ids(evaluated: Iterable[Evaluated]) -> str:
+    return ", ".join(str(e.candidate.job_id) for e in evaluated)
 
 
 def recommendation(evaluated: Sequence[Evaluated], minimize: bool) -> str:
-    """Which configuration to use and why; overlapping intervals are called a tie."""
-    ranked = [e for e in rank(evaluated, minimize) if e.runs]
-    if not ranked:
-        return "No configuration has re-evaluation results yet."
-    best = ranked[0]
+    """Which configuration to use and why; overlapping intervals are called a tie.
+
+    Only configurations with a re-evaluated mean take part; one run gives a mean but no
+    interval, so such a configuration can be recommended but never called a tie.
+    """
+    ranked = rank(evaluated, minimize)
+    usable = [e for e in ranked if e.rankable]
+    left_out = [e for e in ranked if not e.rankable]
+    not_ranked = ""
+    if left_out:
+        not_ranked = (
+            " Not ranked: "
+            + "; ".join(f"search job {e.candidate.job_id} ({status(e)})" for e in left_out)
+            + "."
+        )
+    if not usable:
+        return "No configuration has a finished re-evaluation run: nothing to recommend." + (
+            not_ranked
+        )
+    best = usable[0]
     low, high = best.interval()
-    ties = [
-        e
-        for e in ranked[1:]
-        if not (math.isnan(low) or math.isnan(e.interval()[0]))
-        and e.interval()[0] <= high
-        and e.interval()[1] >= low
-    ]
     direction = "lowest" if minimize else "highest"
+    if best.runs >= 2:
+        numbers = f"{best.mean:.4g}, 95% CI {low:.4g} to {high:.4g}, {best.runs} runs"
+    else:
+        numbers = f"{best.mean:.4g} from 1 run, its interval unknown"
     text = (
         f"Recommended: the configuration of search job {best.candidate.job_id}, the {direction}"
-        f" re-evaluated mean ({best.mean:.4g}, 95% CI {low:.4g} to {high:.4g}, {best.runs}"
-        f" runs; the search estimated {best.candidate.estimate:.4g})."
+        f" re-evaluated mean ({numbers}; the search estimated {best.candidate.estimate:.4g})."
     )
-    if ties:
-        ids = ", ".join(str(e.candidate.job_id) for e in ties)
+    if best.failed_runs:
+        text += f" {best.failed_runs} of its runs failed."
+    one_run = [e for e in usable[1:] if e.runs < 2]
+    if best.runs < 2:
         text += (
-            f" A tie with search job(s) {ids}: their intervals overlap, so the data do not"
-            " tell them apart; more runs (--runs) would."
+            " With one run the data do not tell it apart from the others; more runs (--runs) would."
         )
-    return text
+    else:
+        ties = [
+            e
+            for e in usable[1:]
+            if e.runs >= 2 and e.interval()[0] <= high and e.interval()[1] >= low
+        ]
+        if ties:
+            text += (
+                f" A tie with search job(s) {_ids(ties)}: their intervals overlap, so the data"
+                " do not tell them apart; more runs (--runs) would."
+            )
+        if one_run:
+            text += (
+                f" Search job(s) {_ids(one_run)} finished 1 run: interval unknown, so a tie"
+                " cannot be ruled out; more runs (--runs) would."
+            )
+    return text + not_ranked
 
 
 SUMMARY_COLUMNS = (
@@ -259,12 +325,21 @@ SUMMARY_COLUMNS = (
     "ci95_low",
     "ci95_high",
     "runs",
+    "status",
     "seeds",
 )
 
 
-def summary_rows(evaluated: Sequence[Evaluated], minimize: bool) -> list[dict[str, Any]]:
-    """One row per configuration, best re-evaluated mean first, parameters last."""
+def _known(value: float) -> float | str:
+    """A number, or "" for one that is unknown (NaN): an empty cell, not "nan"."""
+    return "" if math.isnan(value) else value
+
+
+def summary_rows(
+    evaluated: Sequence[Evaluated], minimize: bool, runs_requested: int | None = None
+) -> list[dict[str, Any]]:
+    """One row per configuration, best re-evaluated mean first, those without one last;
+    unknown numbers are empty cells, ``status`` says why; parameters last."""
     rows = []
     for position, e in enumerate(rank(evaluated, minimize), 1):
         low, high = e.interval()
@@ -273,11 +348,12 @@ def summary_rows(evaluated: Sequence[Evaluated], minimize: bool) -> list[dict[st
                 "rank": position,
                 "search_job": e.candidate.job_id,
                 "search_estimate": e.candidate.estimate,
-                "reevaluated_mean": e.mean,
-                "reevaluated_std": e.std,
-                "ci95_low": low,
-                "ci95_high": high,
+                "reevaluated_mean": _known(e.mean),
+                "reevaluated_std": _known(e.std),
+                "ci95_low": _known(low),
+                "ci95_high": _known(high),
                 "runs": e.runs,
+                "status": status(e, runs_requested),
                 "seeds": " ".join(str(s) for s in e.seeds),
                 **e.candidate.values,
             }
@@ -285,22 +361,35 @@ def summary_rows(evaluated: Sequence[Evaluated], minimize: bool) -> list[dict[st
     return rows
 
 
+def _format(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+
+
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The summary as aligned text for the terminal."""
+    """The summary as aligned text for the terminal ("—" where a number is unknown)."""
     if not rows:
         return ""
     params = [k for k in rows[0] if k not in SUMMARY_COLUMNS]
-    headers = ["rank", "job", "search", "re-evaluated", "95% CI", "runs", *params]
+    headers = ["rank", "job", "search", "re-evaluated", "95% CI", "runs", "status", *params]
     lines = []
     for r in rows:
+        mean, std, low = r["reevaluated_mean"], r["reevaluated_std"], r["ci95_low"]
+        if mean == "":
+            reevaluated = ci = "—"
+        elif std == "" or low == "":
+            reevaluated, ci = _format(mean, ".4g"), "unknown"
+        else:
+            reevaluated = f"{_format(mean, '.4g')} ± {_format(std, '.3g')}"
+            ci = f"[{_format(low, '.4g')}, {_format(r['ci95_high'], '.4g')}]"
         lines.append(
             [
                 str(r["rank"]),
                 str(r["search_job"]),
-                f"{r['search_estimate']:.4g}",
-                f"{r['reevaluated_mean']:.4g} ± {r['reevaluated_std']:.3g}",
-                f"[{r['ci95_low']:.4g}, {r['ci95_high']:.4g}]",
+                _format(r["search_estimate"], ".4g"),
+                reevaluated,
+                ci,
                 str(r["runs"]),
+                str(r.get("status", "")),
                 *(_shorten(str(r[p])) for p in params),
             ]
         )

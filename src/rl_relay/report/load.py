@@ -105,11 +105,24 @@ def _pick_dir(candidates: Iterable[Path]) -> Path | None:
     return existing[0] if existing else None
 
 
+def disk_bytes(directory: Path) -> int:
+    """Bytes of the files under ``directory`` (0 when it is gone)."""
+    total = 0
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:  # removed while we looked
+            continue
+    return total
+
+
 def _read_state(job: JobInfo) -> None:
     """Fill ``job.runs`` from restarts.json, or from the run directories without one."""
     wd = job.working_dir
     if wd is None:
         return
+    job.disk_bytes = disk_bytes(wd)
     data = read_json(JobPaths(wd).state)
     if isinstance(data, dict) and isinstance(data.get("runs"), list):
         plan = data.get("plan") or {}

@@ -71,6 +71,8 @@ class JobInfo:
     server_errors: list[str] = field(default_factory=list)
     #: How often the job exited for resume (one cluster job per step, plus preemptions).
     exits_for_resume: int = 0
+    #: Bytes its working directory holds (checkpoints, logs, configs).
+    disk_bytes: int = 0
     status: str = RUNNING
 
     @property

@@ -6,6 +6,7 @@ import datetime
 import html
 import logging
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,18 @@ def _pbt_section(results: Results, out: Path) -> list[str]:
     return pbt_section(population, out, results.minimize, _table, _img, _e)
 
 
+def _disk_line(results: Results) -> str:
+    """Disk the jobs' working directories hold: in all, per job (median) and the largest."""
+    sizes = sorted(job.disk_bytes for job in results.jobs if job.working_dir is not None)
+    if not sizes:
+        return "Disk: no working directories"
+    median = statistics.median(sizes)
+    return (
+        f"Disk: {sum(sizes) / 1e6:,.1f} MB in the jobs' working directories; per job"
+        f" {median / 1e6:,.1f} MB (median), at most {sizes[-1] / 1e6:,.1f} MB"
+    )
+
+
 def write_report(
     results: Results, out: Path, reward_column: str | None = None, top: int = 10, curves: int = 3
 ) -> Path:
@@ -276,6 +289,7 @@ def write_report(
         f'<span class="failed">{failed} failed</span> ({state})',
         f"Objective: <code>{_e(results.metric)}</code>, "
         f"{'lower' if results.minimize else 'higher'} is better",
+        _disk_line(results),
     ]
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in results.notes)
     curve_note = ""

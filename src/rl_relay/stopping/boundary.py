@@ -91,6 +91,7 @@ class StoppingBoundary:
     iterations: int
     trial: int | None = None
     interleaved: bool = True
+    keeps_checkpoints: bool = False
 
     def before_step(self, state: State, step: Step) -> tuple[State, Action]:
         if step.continuing or step.iteration == 0:

@@ -10,7 +10,13 @@ source, one module per change, each naming the defect or the missing feature it 
 - ``results_dir``: an existing results directory makes it ask on the keyboard;
 - ``local_backend``: ``--local`` even where a scheduler is installed;
 - ``job_results``: the driver's loop costs more per turn the more jobs are done;
-- ``removal``: removing working directories sleeps 0.5 s each, all of them every iteration.
+- ``removal``: removing working directories sleeps 0.5 s each, all of them every iteration;
+- ``job_script``: a job's parameters and paths go through bash: values changed or run,
+  spaces in paths break the job script (parameters in a JSON file, every path quoted).
+- ``local_jobs``: local jobs outlive a killed driver (and hold its lock), die without
+  being noticed, and share CPUs;
+- ``slurm_jobs``: Slurm jobs that die without a word are never noticed;
+- ``no_results``: an optimisation iteration without results ends the driver.
 
 They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
 check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.
@@ -18,7 +24,7 @@ check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -61,9 +67,14 @@ def require_supported() -> None:
         raise UnsupportedClusterUtils(problem)
 
 
-def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> None:
+def install(
+    local: bool = False,
+    settings: Mapping[str, Any] | None = None,
+    on_accept: Callable[[], None] | None = None,
+) -> None:
     """Apply every patch (idempotent); ``local``: the local backend whatever is on PATH;
-    ``settings``: the settings as loaded (PBT's members get parameters from them).
+    ``settings``: the settings as loaded (PBT's members get parameters from them);
+    ``on_accept``: called once a continuation is accepted, before anything is written.
 
     Raises ``UnsupportedClusterUtils`` before touching anything when the installed
     cluster_utils is not a 3.0 release.
@@ -76,10 +87,14 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
         continuing,
         job_count,
         job_results,
+        job_script,
         local_backend,
+        local_jobs,
         nevergrad_continue,
+        no_results,
         removal,
         results_dir,
+        slurm_jobs,
     )
     from rl_relay.optimizers import register
 
@@ -90,6 +105,10 @@ def install(local: bool = False, settings: Mapping[str, Any] | None = None) -> N
     job_count.install()
     job_results.install()
     removal.install()
-    continuing.install(settings or {})
+    continuing.install(settings or {}, on_accept)
+    job_script.install()
+    local_jobs.install()
+    slurm_jobs.install()
+    no_results.install()
     if local:
         local_backend.install()

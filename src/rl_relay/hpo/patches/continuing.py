@@ -7,6 +7,10 @@ loaders (``cem_continue``, ``nevergrad_continue``). The wrapper around its
 finished jobs left on disk that it was not told (the driver died between a job's
 ``finalize_job`` and the next save), runs only ``number_of_samples`` minus the results it
 has, and numbers new jobs after every id used.
+
+Nothing is written before the saved state has been loaded and checked against the settings
+(``ContinueError`` otherwise): ``on_accept`` (``rl-relay hpo`` writes its record of the start
+there) runs only then, so a refused continuation leaves the results directory as it was.
 """
 
 from __future__ import annotations
@@ -73,54 +77,70 @@ def _told_ids(optimizer: Any) -> set[int]:
     return {int(i) for i in optimizer.full_df["_id"]}
 
 
+def load_or_create(kwargs: Mapping[str, Any]) -> Any:
+    """The optimiser ``job_manager.hp_optimization`` would start with: the saved one, checked
+    against the settings (``ContinueError`` if it cannot go on with them), else a new one."""
+    from cluster_utils.server.settings import optimizer_dict
+
+    settings = dict(kwargs.get("optimizer_settings") or {})
+    metric, minimize = kwargs["metric_to_optimize"], kwargs["minimize"]
+    params, hooks = kwargs["optimized_params"], kwargs.get("report_hooks")
+    cls = optimizer_dict[kwargs.get("optimizer_str", "cem_metaoptimizer")]
+    status = ResultsPaths(Path(kwargs["base_paths_and_files"]["result_dir"])).status_pickle
+    optimizer = cls.try_load_from_pickle(str(status), params, metric, minimize, hooks, **settings)
+    if optimizer is None:
+        optimizer = cls(
+            optimized_params=params,
+            metric_to_optimize=metric,
+            minimize=minimize,
+            report_hooks=hooks,
+            number_of_samples=kwargs["number_of_samples"],
+            **settings,
+        )
+    return optimizer
+
+
 def continuing_hp_optimization(
-    original: Callable[..., Any], hpo_settings: Mapping[str, Any]
+    original: Callable[..., Any],
+    hpo_settings: Mapping[str, Any],
+    on_accept: Callable[[], None] | None = None,
 ) -> Callable[..., Any]:
     """cluster_utils' ``job_manager.hp_optimization``, continuing where a results dir stands.
 
-    ``hpo_settings``: the settings as loaded (PBT's members get parameters from them).
+    ``hpo_settings``: the settings as loaded (PBT's members get parameters from them);
+    ``on_accept``: called once the optimiser is loaded (or new) and fits the settings,
+    before anything is written or run.
     """
 
     @functools.wraps(original)
     def hp_optimization(**kwargs: Any) -> Any:
         from cluster_utils.server import job_manager
-        from cluster_utils.server.settings import optimizer_dict
 
         result_dir = Path(kwargs["base_paths_and_files"]["result_dir"])
-        optimizer_str = kwargs.get("optimizer_str", "cem_metaoptimizer")
-        if optimizer_str == "pbt":
+        if kwargs.get("optimizer_str") != "pbt":
+            # early stopping: every job gets the section and where decisions are recorded,
+            # and the tpe search keeps its study where the jobs report (rule "optuna")
+            kwargs["other_params"] = {
+                **kwargs["other_params"],
+                **stopping_settings.job_params(hpo_settings, result_dir),
+            }
+            kwargs["optimizer_settings"] = {
+                **(kwargs.get("optimizer_settings") or {}),
+                **stopping_settings.optimizer_settings(hpo_settings, result_dir),
+            }
+        optimizer = load_or_create(kwargs)  # ContinueError: nothing changed yet
+        if on_accept is not None:
+            on_accept()
+        if kwargs.get("optimizer_str") == "pbt":
             # A PBT continues by starting every member again: member k is job k, and each
             # job goes on from its own restarts.json (a finished member reports at once).
             from rl_relay.pbt.optimizer import job_params_for_pbt
 
             members = job_params_for_pbt(hpo_settings, result_dir)
-            return original(**{**kwargs, "other_params": {**kwargs["other_params"], **members}})
-        # early stopping: every job gets the section and where decisions are recorded, and
-        # the tpe search keeps its study where the jobs report (rule "optuna")
-        kwargs["other_params"] = {
-            **kwargs["other_params"],
-            **stopping_settings.job_params(hpo_settings, result_dir),
-        }
-        settings = {
-            **(kwargs.get("optimizer_settings") or {}),
-            **stopping_settings.optimizer_settings(hpo_settings, result_dir),
-        }
-        metric, minimize = kwargs["metric_to_optimize"], kwargs["minimize"]
-        params, hooks = kwargs["optimized_params"], kwargs.get("report_hooks")
-        cls = optimizer_dict[optimizer_str]
+            with _patched(job_manager, initialize_hp_optimizer=lambda *a, **k: optimizer):
+                return original(**{**kwargs, "other_params": {**kwargs["other_params"], **members}})
         status = ResultsPaths(result_dir).status_pickle
-        optimizer = cls.try_load_from_pickle(
-            str(status), params, metric, minimize, hooks, **settings
-        )
-        if optimizer is None:
-            optimizer = cls(
-                optimized_params=params,
-                metric_to_optimize=metric,
-                minimize=minimize,
-                report_hooks=hooks,
-                number_of_samples=kwargs["number_of_samples"],
-                **settings,
-            )
+        metric = kwargs["metric_to_optimize"]
         optimizer.state_dir = str(result_dir)
         # every iteration's end must save before cluster_utils removes the working
         # directories there; else saving keeps to its share of the time (optimizers.persist)
@@ -199,11 +219,12 @@ def _patched(module: Any, **attributes: Any) -> Iterator[None]:
             setattr(module, name, value)
 
 
-def install(settings: Mapping[str, Any]) -> None:
-    """Wrap ``hp_optimization`` (once; a second install replaces the settings it sees)."""
+def install(settings: Mapping[str, Any], on_accept: Callable[[], None] | None = None) -> None:
+    """Wrap ``hp_optimization`` (once; a second install replaces the settings it sees and
+    ``on_accept``)."""
     import cluster_utils.hp_optimization as cu_hpo
 
     original = getattr(cu_hpo.hp_optimization, "_rl_relay_original", cu_hpo.hp_optimization)
-    wrapped = continuing_hp_optimization(original, dict(settings))
+    wrapped = continuing_hp_optimization(original, dict(settings), on_accept)
     wrapped._rl_relay_original = original  # type: ignore[attr-defined]
     cu_hpo.hp_optimization = wrapped
