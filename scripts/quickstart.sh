@@ -18,5 +18,5 @@ overrides=("optimization_procedure_name=\"$name\"" "results_dir=\"$results\"" "$
 rl-relay check --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay hpo --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay report "$results/$name"
-rl-relay reevaluate "$results/$name" --top 2 --runs 3 --local
+rl-relay reevaluate "$results/$name" --top 2 --runs 5 --local
 rl-relay report "$results/$name"  # now with the re-evaluation
