@@ -25,6 +25,7 @@ from test_learner_resume import (
     write_configs,
 )
 
+from rl_relay import exit_codes
 from rl_relay.layout import RESUME_STATE_SUFFIX
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import activation_class
@@ -161,7 +162,7 @@ def test_what_the_model_was_built_with_cannot_change(
 ) -> None:
     write_configs(tmp_path / "m", rl, env, common(1), str(ppo_donor))
     code, err = run(tmp_path / "m")
-    assert code == 1
+    assert code == exit_codes.CONFIG_ERROR  # refused, never retried
     assert message in err and f"resuming {ppo_donor}" in err
     assert "Traceback" not in err
     assert not (tmp_path / "m" / "logs").exists()  # refused before anything was written

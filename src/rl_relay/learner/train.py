@@ -167,14 +167,25 @@ def log_episode_statistics(model: Any, progress: Path) -> None:
     """A row with the recent episodes' mean return and length, when this iteration's
     ``progress.csv`` has none: SB3 logs them only every ``log_interval`` rollouts (every 4
     episodes for off-policy algorithms), so a short iteration, or one the previous
-    iteration's last rollout already covered, would otherwise end without a reward."""
+    iteration's last rollout already covered, would otherwise end without a reward.
+
+    The row holds only these three values: what SB3 recorded for its next row stays pending
+    (and goes into the checkpoint), so every other row is the one an unsplit training writes.
+    """
     episodes = list(model.ep_info_buffer or [])
     if not episodes or last_number(progress, DEFAULT_REWARD_COLUMN) is not None:
         return
-    model.logger.record(DEFAULT_REWARD_COLUMN, sum(e["r"] for e in episodes) / len(episodes))
-    model.logger.record(EPISODE_LENGTH_COLUMN, sum(e["l"] for e in episodes) / len(episodes))
-    model.logger.record(TIMESTEPS_COLUMN, model.num_timesteps)
-    model.logger.dump(model.num_timesteps)
+    sb3 = model.logger
+    kept = (sb3.name_to_value, sb3.name_to_count, sb3.name_to_excluded)
+    pending = [dict(d) for d in kept]
+    for d in kept:
+        d.clear()
+    sb3.record(DEFAULT_REWARD_COLUMN, sum(e["r"] for e in episodes) / len(episodes))
+    sb3.record(EPISODE_LENGTH_COLUMN, sum(e["l"] for e in episodes) / len(episodes))
+    sb3.record(TIMESTEPS_COLUMN, model.num_timesteps)
+    sb3.dump(model.num_timesteps)
+    for d, saved in zip(kept, pending, strict=True):
+        d.update(saved)
 
 
 def prepare(configs: dict[str, Any], cpus: int) -> tuple[Any, Logger, float | None]:
