@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 
+import pytest
 from bench_helpers import outcomes
 
 from bench.hpo_quality import cli
@@ -144,3 +145,23 @@ def test_report_only_writes_the_table_from_finished_searches_and_runs_nothing(
         rows = {(r["method"], r["repeat"]): r["status"] for r in csv.DictReader(f)}
     assert rows[("cem", "1")] == "not run"
     assert not (tmp_path / "cartpole" / "options.json").exists()
+
+
+def test_a_confirmation_on_new_seeds_is_reported_apart(tmp_path, monkeypatch) -> None:
+    """--from-repeat: the repeats from N on in files of their own; the full table stays."""
+    done = tmp_path / "cartpole" / "searches"
+    done.mkdir(parents=True)
+    for outcome in outcomes():
+        for repeat in (outcome.repeat, outcome.repeat + 4):
+            moved = Outcome.from_json({**outcome.to_json(), "repeat": repeat})
+            (done / f"{outcome.method}-r{repeat}.json").write_text(json.dumps(moved.to_json()))
+    monkeypatch.setattr(cli, "run_one", lambda *a, **k: pytest.fail("ran a search"))
+    common = ["--methods", "zoo,cem", "--out", str(tmp_path), "--report-only"]
+    assert cli.main([*common, "--repeats", "2"]) == 0
+    full = (tmp_path / "cartpole" / "hpo_quality.md").read_text()
+    assert cli.main([*common, "--repeats", "6", "--from-repeat", "4"]) == 0
+    confirmation = (tmp_path / "cartpole" / "hpo_quality_from_r4.md").read_text()
+    assert "search seeds from 104 on" in confirmation
+    assert (tmp_path / "cartpole" / "hpo_quality.md").read_text() == full  # untouched
+    with open(tmp_path / "cartpole" / "hpo_quality_from_r4.csv", newline="") as f:
+        assert {r["repeat"] for r in csv.DictReader(f)} == {"4", "5"}

@@ -37,7 +37,7 @@ from rl_relay.metrics import DEFAULT_REWARD_COLUMN
 from . import REPO
 from .cost import expected_seconds
 from .methods import RL_RELAY_METHODS, ZOO_METHODS, is_known, parse_method
-from .outcome import Outcome
+from .outcome import SEARCH_SEED, Outcome
 from .report import report
 from .runs import Env, Search, availability, reevaluate, rl_relay_search, zoo_search
 from .space import restrict, space_of
@@ -64,7 +64,6 @@ QUICK_METHODS = (
 )  # fmt: skip
 FULL = {"repeats": 3, "reeval_seeds": 6}
 QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
-SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
 REEVAL_SEED = 900_000  # re-evaluation worker w: base seed REEVAL_SEED + w
 SEARCH_OVERHEAD_S = 2.0  # per job: cluster_utils submission, job process, polling
 #: what a run records in options.json: searches saved under other options are not comparable

@@ -26,6 +26,8 @@ from .zoo import ENV_STEPS_ATTR
 #: the column of Optuna's trials dataframe (the zoo's report) with ``ENV_STEPS_ATTR``
 ZOO_STEPS_COLUMN = "user_attrs_" + ENV_STEPS_ATTR
 
+SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
+
 
 @dataclass
 class Outcome:

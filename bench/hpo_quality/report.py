@@ -24,7 +24,7 @@ from rl_relay.atomic import atomic_write_text
 from rl_relay.reevaluate.stats import t_interval, welch_interval
 
 from .methods import label
-from .outcome import Outcome
+from .outcome import SEARCH_SEED, Outcome
 
 
 def _pooled(outcomes: Sequence[Outcome], method: str) -> list[float]:
@@ -194,15 +194,19 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
     if against:
         table += "\n\nRe-evaluated against the zoo:\n\n" + "\n".join(f"- {x}" for x in against)
     print("\n" + header + "\n\n" + table)
-    write_csv(out / "hpo_quality.csv", outcomes)
-    atomic_write_text(out / "hpo_quality.md", header + "\n\n" + table + "\n")
-    plot(outcomes, out / "hpo_quality.png", header)
+    # A confirmation on new search seeds gets files of its own: the full table stays.
+    first = getattr(args, "from_repeat", 0)
+    stem = "hpo_quality" if not first else f"hpo_quality_from_r{first}"
+    if first:
+        header += f"; search seeds from {SEARCH_SEED + first} on (repeats {first}+) only"
+    files = [out / f"{stem}.{ext}" for ext in ("csv", "md", "png")]
+    write_csv(files[0], outcomes)
+    atomic_write_text(files[1], header + "\n\n" + table + "\n")
+    plot(outcomes, files[2], header)
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         print(f"\nFAILED {o.method} repeat {o.repeat}: {o.detail}", file=sys.stderr)
-    print(
-        f"\nwritten: {out / 'hpo_quality.csv'}, {out / 'hpo_quality.md'}, {out / 'hpo_quality.png'}"
-    )
+    print("\nwritten: " + ", ".join(str(f) for f in files))
     return 1 if failed or not any(o.status == "ok" for o in outcomes) else 0
 
 
