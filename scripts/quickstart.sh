@@ -8,8 +8,10 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
+start=$SECONDS
 source "$repo/scripts/setup.sh"
 cd "$repo"
+ready=$SECONDS
 # A new name each time: rl-relay hpo started again with the same name continues that HPO
 # (rl-relay hpo --local hp_optim/hp_optim_ppo_local.json 'optimization_procedure_name="..."').
 name="ppo_local_$(date +%Y%m%d-%H%M%S)"
@@ -17,6 +19,9 @@ results="$repo/results"
 overrides=("optimization_procedure_name=\"$name\"" "results_dir=\"$results\"" "$@")
 rl-relay check --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
 rl-relay hpo --local hp_optim/hp_optim_ppo_local.json "${overrides[@]}"
+searched=$SECONDS
 rl-relay report "$results/$name"
 rl-relay reevaluate "$results/$name" --top 2 --runs 5 --local
 rl-relay report "$results/$name"  # now with the re-evaluation
+echo "quick start: set-up $((ready - start)) s, then $((SECONDS - ready)) s (the HPO $((searched - ready)) s);" \
+    "the report: $results/$name/report/index.html"
