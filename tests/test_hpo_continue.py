@@ -34,6 +34,17 @@ def algorithm_results(optimizer: str, state) -> int:  # noqa: ANN001
     return len(state.full_df)
 
 
+def whole_results(tmp_path: Path) -> dict[int, dict[str, str]]:
+    """The jobs' metrics files written to the end (a job killed with the driver, as local
+    jobs are, can leave one cut short)."""
+    whole = {}
+    for job_id, path in metrics_files(tmp_path).items():
+        rows = read_rows(path)
+        if len(rows) == 1 and rows[0].get("mean_eprewmean") and None not in rows[0].values():
+            whole[job_id] = rows[0]
+    return whole
+
+
 @pytest.mark.parametrize("optimizer", ["cem_metaoptimizer", "nevergrad", "genetic", "dgd"])
 def test_killed_driver_continues_where_it_stood(tmp_path: Path, optimizer: str) -> None:
     settings = hpo_settings(tmp_path, optimizer, samples=SAMPLES, tick_seconds=0.05)
@@ -42,7 +53,7 @@ def test_killed_driver_continues_where_it_stood(tmp_path: Path, optimizer: str) 
     try:
         wait_for(
             lambda: (
-                len(metrics_files(tmp_path)) >= 3 and status.exists() or first.poll() is not None
+                len(whole_results(tmp_path)) >= 3 and status.exists() or first.poll() is not None
             ),
             "three results and a saved state",
         )
@@ -50,12 +61,7 @@ def test_killed_driver_continues_where_it_stood(tmp_path: Path, optimizer: str) 
     finally:
         kill_group(first)
     assert_no_survivors(tmp_path)
-    # what was saved before the kill (final now: nothing of the HPO runs any more)
-    saved = {}
-    for job_id, path in metrics_files(tmp_path).items():
-        rows = read_rows(path)
-        if len(rows) == 1 and rows[0].get("mean_eprewmean"):  # not cut short by the kill
-            saved[job_id] = rows[0]
+    saved = whole_results(tmp_path)  # before the kill (final now: nothing of the HPO runs)
     assert 3 <= len(saved) < SAMPLES
     before = load_status(tmp_path)
     dirs_before = {p.name for p in (results_dir(tmp_path) / "working_directories").iterdir()}
