@@ -97,7 +97,7 @@ def search(method: str, seed: int, args: argparse.Namespace, root: Path) -> dict
         ],
         log,
     )
-    with open(results.reevaluation_summary) as f:
+    with open(results.reevaluation().summary) as f:
         best = next(csv.DictReader(f))
     return {
         "method": method,

@@ -96,7 +96,7 @@ def test_defaults_come_from_the_settings_file_and_quick_shrinks_everything() -> 
     assert "zoo" in full.methods and "cem" in full.methods
     assert full.out == REPO / "bench" / "results" / "cartpole"
     quick = parse_args(["--quick", "--reeval-seeds", "3"])
-    assert (quick.trials, quick.budget, quick.repeats, quick.reeval_seeds) == (4, 1_000, 1, 3)
+    assert (quick.trials, quick.budget, quick.repeats, quick.reeval_seeds) == (4, 1_024, 1, 3)
     assert quick.out == REPO / "bench" / "results" / "quick" / "cartpole"
     assert parse_args(["--out", "rel"]).out == Path("rel").resolve() / "cartpole"
     assert max(by_name_of(quick.settings)["batch_size"].options) <= 256

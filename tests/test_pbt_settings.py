@@ -14,6 +14,7 @@ from rl_relay.pbt.settings import (
     PBTSettings,
     PBTSettingsError,
     whole_file_problems,
+    whole_file_warnings,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +85,6 @@ def test_every_pbt_mistake_is_found_with_its_key() -> None:
     problems = dict(whole_file_problems(bad, base_dir=REPO))
     assert "set it to 1" in problems["fixed_params.learning_runs_per_job"]
     assert "3 (default)" in problems["fixed_params.learning_runs_per_job"]
-    assert "training_iterations is 1" in problems["optimizer_settings.perturbation_interval"]
     assert "reserved" in problems["fixed_params.pbt"]
     assert "population_size (8)" in problems["optimization_setting.number_of_samples"]
     assert "wait for each other" in problems["optimization_setting.n_jobs_per_iteration"]
@@ -92,7 +92,11 @@ def test_every_pbt_mistake_is_found_with_its_key() -> None:
     assert "'policy_kwargs'" in problems["optimized_params[7]"]
     assert "config.env_config.n_envs" in problems["optimized_params[8]"]
     assert "distribution 'Uniform'" in problems["optimized_params[9]"]
-    assert len(problems) == 9
+    assert len(problems) == 8
+    # a PBT that never exploits runs (a random search: bench/pbt.py's control), with a warning
+    warnings = dict(whole_file_warnings(bad))
+    assert "training_iterations is 1" in warnings["optimizer_settings.perturbation_interval"]
+    assert "nothing would ever be exploited" in warnings["optimizer_settings.perturbation_interval"]
 
 
 def test_the_algorithm_decides_what_may_be_optimised() -> None:

@@ -63,7 +63,8 @@ QUICK_METHODS = (
     "zoo", "cem@2", "twopointsde+1x2", "genetic", "dgd", "tpe~ce", "cem~asha", "tpe~pruned", "pbt"
 )  # fmt: skip
 FULL = {"repeats": 3, "reeval_seeds": 6}
-QUICK = {"trials": 4, "budget": 1_000, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
+#: --quick; 1,024 steps: with early stopping, 4 iterations of one PPO rollout (32 x 8 envs) each
+QUICK = {"trials": 4, "budget": 1_024, "repeats": 1, "reeval_seeds": 2, "eval_episodes": 5}
 REEVAL_SEED = 900_000  # re-evaluation worker w: base seed REEVAL_SEED + w
 SEARCH_OVERHEAD_S = 2.0  # per job: cluster_utils submission, job process, polling
 #: what a run records in options.json: searches saved under other options are not comparable

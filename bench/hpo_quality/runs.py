@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl_relay.layout import WORKING_DIRS, ResultsPaths
+from rl_relay.layout import ResultsPaths
 from rl_relay.metrics import EVAL_MEAN_REWARD, MEAN_REWARD
 from rl_relay.reevaluate.stats import EVAL_SEED_PARAM
 
@@ -377,11 +377,12 @@ def pick(
     reevaluate = ["reevaluate", str(results.root), "--top", str(m.top), "--runs", str(m.reruns)]
     cmd = [sys.executable, "-m", "rl_relay.cli", *reevaluate, "--local"]
     code = start(cmd, REPO, work / "pick.log", env).wait()
-    summary = results.reevaluation_summary
+    rerun = results.reevaluation()  # the search's first and only re-evaluation
+    summary = rerun.summary
     if code != 0 or not summary.exists():
         outcome.status, outcome.detail = "failed", f"pick exit {code}: {tail(work / 'pick.log')}"
         return
-    reruns = _job_dirs(results.reevaluation / WORKING_DIRS)
+    reruns = _job_dirs(rerun.working_dirs)
     outcome.trials += len(reruns)
     outcome.env_steps += sum(job_env_steps(d) for d in reruns)
     outcome.estimate, outcome.overrides = read_pick(summary, s.space)

@@ -116,10 +116,14 @@ def check_optimizer(ctx: Context) -> list[Problem]:
         )
     ]
     if optimizer == "pbt":
-        from rl_relay.pbt.settings import whole_file_problems
+        from rl_relay.pbt.settings import whole_file_problems, whole_file_warnings
 
         found += [
             Problem(ctx.at(key), what) for key, what in whole_file_problems(ctx.settings, ctx.cwd)
+        ]
+        found += [
+            Problem(ctx.at(key), what, warning=True)
+            for key, what in whole_file_warnings(ctx.settings)
         ]
     if ctx.plain_cluster_utils and optimizer in OPTIMIZERS:
         found.append(

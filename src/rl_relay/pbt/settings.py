@@ -162,6 +162,34 @@ def _algorithm(fixed: Mapping[str, Any], base_dir: Path) -> str | None:
     return rl.get("algorithm") if isinstance(rl, Mapping) else None
 
 
+def whole_file_warnings(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What runs but is likely not what a PBT user meant, as ``(key, message)``: a
+    ``perturbation_interval`` that leaves no boundary makes it a random search (which
+    ``bench/pbt.py`` runs on purpose as PBT's control)."""
+    settings = plain(settings)
+    if settings.get("optimizer_str") != OPTIMIZER_NAME:
+        return []
+    try:
+        pbt = PBTSettings.from_dict(settings.get("optimizer_settings") or {})
+    except PBTSettingsError:
+        return []  # reported by the optimiser's own check (settings_problems)
+    from rl_relay.job.params import DEFAULTS as JOB_DEFAULTS
+
+    fixed = settings.get("fixed_params") or {}
+    iterations = lookup(fixed, "training_iterations", JOB_DEFAULTS["training_iterations"])
+    if isinstance(iterations, int) and pbt.perturbation_interval >= iterations:
+        return [
+            (
+                "optimizer_settings.perturbation_interval",
+                f"is {pbt.perturbation_interval} but fixed_params.training_iterations is"
+                f" {iterations}: PBT decides after every perturbation_interval iterations and"
+                " before the last one, so nothing would ever be exploited (a random search);"
+                " raise training_iterations or lower perturbation_interval",
+            )
+        ]
+    return []
+
+
 def whole_file_problems(
     settings: Mapping[str, Any], base_dir: str | Path | None = None
 ) -> list[tuple[str, str]]:
@@ -198,17 +226,6 @@ def whole_file_problems(
             (
                 "fixed_params.learning_runs_per_job",
                 f"is {shown}; a PBT member is one learning run: set it to 1",
-            )
-        )
-    iterations = lookup(fixed, "training_iterations", JOB_DEFAULTS["training_iterations"])
-    if pbt is not None and isinstance(iterations, int) and pbt.perturbation_interval >= iterations:
-        problems.append(
-            (
-                "optimizer_settings.perturbation_interval",
-                f"is {pbt.perturbation_interval} but fixed_params.training_iterations is"
-                f" {iterations}: PBT decides after every perturbation_interval iterations and"
-                " before the last one, so nothing would ever be exploited; raise"
-                " training_iterations or lower perturbation_interval",
             )
         )
     if any(str(key).split(".", 1)[0] == "pbt" for key in _flat_keys(fixed)):
