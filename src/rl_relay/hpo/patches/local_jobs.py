@@ -46,6 +46,7 @@ from rl_relay.hpo.cpu_slots import assign_cpus, job_slots
 from rl_relay.hpo.dead_jobs import cluster_utils_logger, fail_dead_job
 from rl_relay.hpo.job_ends import Verdict, exit_description, verdict
 from rl_relay.hpo.leftovers import JOB_VARIABLE, job_marker
+from rl_relay.hpo.patches.cluster_type import install_backend
 
 
 @dataclass
@@ -206,21 +207,5 @@ class LocalSubmission(DummyClusterSubmission):
         return []
 
 
-def get_cluster_type_with_local_jobs(original: Any) -> Any:
-    """``get_cluster_type`` giving ``LocalSubmission`` where it gives the local backend."""
-
-    def get_cluster_type(*args: Any, **kwargs: Any) -> Any:
-        found = original(*args, **kwargs)
-        return LocalSubmission if found is DummyClusterSubmission else found
-
-    get_cluster_type._rl_relay_local_jobs = True  # type: ignore[attr-defined]
-    return get_cluster_type
-
-
 def install() -> None:
-    from cluster_utils.server import job_manager
-
-    if not getattr(job_manager.get_cluster_type, "_rl_relay_local_jobs", False):
-        job_manager.get_cluster_type = get_cluster_type_with_local_jobs(
-            job_manager.get_cluster_type
-        )
+    install_backend(DummyClusterSubmission, LocalSubmission, "_rl_relay_local_jobs")

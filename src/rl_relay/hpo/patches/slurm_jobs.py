@@ -31,6 +31,7 @@ from cluster_utils.server.slurm_cluster_system import (
 
 from rl_relay.hpo.dead_jobs import cluster_utils_logger, fail_dead_job
 from rl_relay.hpo.job_ends import Verdict, slurm_how, verdict
+from rl_relay.hpo.patches.cluster_type import install_backend
 
 
 def sacct_states(cluster_ids: list[str]) -> dict[str, tuple[str, int, str]] | None:
@@ -134,21 +135,5 @@ class SlurmSubmission(SlurmClusterSubmission):
         """Unused: ``check_for_failed_jobs`` looks at every job that has not ended."""
 
 
-def get_cluster_type_with_slurm_jobs(original: Any) -> Any:
-    """``get_cluster_type`` giving ``SlurmSubmission`` where it gives Slurm's backend."""
-
-    def get_cluster_type(*args: Any, **kwargs: Any) -> Any:
-        found = original(*args, **kwargs)
-        return SlurmSubmission if found is SlurmClusterSubmission else found
-
-    get_cluster_type._rl_relay_slurm_jobs = True  # type: ignore[attr-defined]
-    return get_cluster_type
-
-
 def install() -> None:
-    from cluster_utils.server import job_manager
-
-    if not getattr(job_manager.get_cluster_type, "_rl_relay_slurm_jobs", False):
-        job_manager.get_cluster_type = get_cluster_type_with_slurm_jobs(
-            job_manager.get_cluster_type
-        )
+    install_backend(SlurmClusterSubmission, SlurmSubmission, "_rl_relay_slurm_jobs")
