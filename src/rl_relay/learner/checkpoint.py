@@ -115,15 +115,29 @@ class Restored:
 
     def restore_pending(self, sb3_logger: Logger) -> None:
         """Put back the log values recorded but not yet written."""
-        values, counts, excluded = self.pending
-        sb3_logger.name_to_value.update(values)
-        sb3_logger.name_to_count.update(counts)
-        sb3_logger.name_to_excluded.update(excluded)
+        put_back_pending(sb3_logger, self.pending)
 
     def restore_globals(self, sb3_logger: Logger) -> None:
         """Both (just before learning): an exact continuation."""
         self.restore_rng()
         self.restore_pending(sb3_logger)
+
+
+def pending_values(sb3_logger: Logger) -> tuple[dict, dict, dict]:
+    """A copy of what the logger recorded for its next row but has not written yet."""
+    return (
+        dict(sb3_logger.name_to_value),
+        dict(sb3_logger.name_to_count),
+        dict(sb3_logger.name_to_excluded),
+    )
+
+
+def put_back_pending(sb3_logger: Logger, pending: tuple[dict, dict, dict]) -> None:
+    """Record ``pending_values`` again, for the logger's next row."""
+    values, counts, excluded = pending
+    sb3_logger.name_to_value.update(values)
+    sb3_logger.name_to_count.update(counts)
+    sb3_logger.name_to_excluded.update(excluded)
 
 
 def resume_file(save_path: str) -> Path:
@@ -152,11 +166,7 @@ def save(
         "returns": vec_normalize.returns if vec_normalize is not None else None,
         "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
         "meta": meta,
-        "pending": (
-            dict(sb3_logger.name_to_value),
-            dict(sb3_logger.name_to_count),
-            dict(sb3_logger.name_to_excluded),
-        ),
+        "pending": pending_values(sb3_logger),
     }
     model._logger = None  # open files do not pickle; the next process makes its own
     trimmed = _trim_replay_buffer(model)

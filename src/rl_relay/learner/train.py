@@ -176,16 +176,14 @@ def log_episode_statistics(model: Any, progress: Path) -> None:
     if not episodes or last_number(progress, DEFAULT_REWARD_COLUMN) is not None:
         return
     sb3 = model.logger
-    kept = (sb3.name_to_value, sb3.name_to_count, sb3.name_to_excluded)
-    pending = [dict(d) for d in kept]
-    for d in kept:
+    pending = checkpoint.pending_values(sb3)
+    for d in (sb3.name_to_value, sb3.name_to_count, sb3.name_to_excluded):
         d.clear()
     sb3.record(DEFAULT_REWARD_COLUMN, sum(e["r"] for e in episodes) / len(episodes))
     sb3.record(EPISODE_LENGTH_COLUMN, sum(e["l"] for e in episodes) / len(episodes))
     sb3.record(TIMESTEPS_COLUMN, model.num_timesteps)
-    sb3.dump(model.num_timesteps)
-    for d, saved in zip(kept, pending, strict=True):
-        d.update(saved)
+    sb3.dump(model.num_timesteps)  # writes and clears the row
+    checkpoint.put_back_pending(sb3, pending)
 
 
 def prepare(configs: dict[str, Any], cpus: int) -> tuple[Any, Logger, float | None]:
