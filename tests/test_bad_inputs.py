@@ -516,7 +516,7 @@ def test_every_key_cluster_utils_reads_is_a_known_key() -> None:
     from cluster_utils import hp_optimization as cu
     from cluster_utils.server import job_manager
 
-    from rl_relay.hpo.settings import SECTION, known_keys
+    from rl_relay.settings_file import SECTION, known_keys
 
     tree = ast.parse(inspect.getsource(cu))
     read = set()
@@ -548,7 +548,7 @@ def test_every_key_cluster_utils_reads_is_a_known_key() -> None:
 @given(names=st.lists(st.text(min_size=1, max_size=20), max_size=4))
 def test_every_unknown_top_level_key_is_named(names: list[str]) -> None:
     from rl_relay.check.settings_checks import unknown_key_problems
-    from rl_relay.hpo.settings import known_keys
+    from rl_relay.settings_file import known_keys
 
     document = {name: 1 for name in [*names, *known_keys()[:3]]}
     named = {key for key, _ in unknown_key_problems(document)}

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as settings_hypothesis
 from hypothesis import strategies as st
 
-from rl_relay.hpo.settings import load_settings
+from rl_relay.settings_file import load_settings
 
 pytestmark = pytest.mark.slow
 

@@ -464,7 +464,7 @@ def test_a_hand_corrupted_reevaluation_is_one_message_naming_the_file(
 
 
 def test_only_the_same_request_continues_a_reevaluation() -> None:
-    from rl_relay.reevaluate.request import Earlier, choose_directory, identity, latest
+    from rl_relay.reevaluation_request import Earlier, choose_directory, identity, latest
 
     a = identity([(4, {"lr": 1.0}), (9, {"lr": 2.0})], 3, [])
     request = {"identity": a, "base_seed": 7, "last_started": "2026-01-02T00:00:00+00:00"}
@@ -493,7 +493,7 @@ def test_only_the_same_request_continues_a_reevaluation() -> None:
 
 
 def test_the_announcement_says_what_this_start_does() -> None:
-    from rl_relay.reevaluate.request import (
+    from rl_relay.reevaluation_request import (
         Earlier,
         announcement,
         choose_directory,
@@ -527,7 +527,7 @@ json_values = st.recursive(
 
 @given(st.lists(st.tuples(keys, json_values), max_size=4))
 def test_override_strings_parse_to_their_key_and_value(pairs: list) -> None:
-    from rl_relay.reevaluate.request import parse_overrides
+    from rl_relay.reevaluation_request import parse_overrides
 
     texts = [f"{'.'.join(k)}={v!r}" for k, v in pairs]
     assert parse_overrides(texts) == [(".".join(k), v) for k, v in pairs]
@@ -535,7 +535,7 @@ def test_override_strings_parse_to_their_key_and_value(pairs: list) -> None:
 
 @pytest.mark.parametrize("bad", ["no_equals", "=1", "a=not a literal", "a={1, 2}", "a=b'x'"])
 def test_a_bad_override_string_is_an_override_error(bad: str) -> None:
-    from rl_relay.reevaluate.request import OverrideError, parse_overrides
+    from rl_relay.reevaluation_request import OverrideError, parse_overrides
 
     with pytest.raises(OverrideError) as err:
         parse_overrides([bad])

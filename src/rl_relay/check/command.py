@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from rl_relay.check.rules import check_settings_file
-from rl_relay.hpo.settings import add_local_argument, add_settings_arguments
+from rl_relay.settings_file import add_local_argument, add_settings_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

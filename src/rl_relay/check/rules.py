@@ -33,8 +33,8 @@ from rl_relay.check.settings_checks import (
     check_shell_quoting,
 )
 from rl_relay.container import runtime as container
-from rl_relay.hpo.settings import load_settings, load_written_settings
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
+from rl_relay.settings_file import load_settings, load_written_settings
 from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 
 

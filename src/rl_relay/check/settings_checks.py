@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.check.context import Context, Problem, results_path
-from rl_relay.hpo.settings import SECTION, known_keys
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED
 from rl_relay.paramtree import flatten, plain
+from rl_relay.settings_file import SECTION, known_keys
 from rl_relay.validation import load_schema, problems
 
 #: cluster_requirements keys each engine reads without a default (cluster_utils 3.0).
@@ -327,7 +327,7 @@ def check_loader_changes(ctx: Context) -> list[Problem]:
 
 def check_job_files(ctx: Context) -> list[Problem]:
     """What Slurm's ``#SBATCH`` lines and HTCondor's submit description cannot hold."""
-    from rl_relay.hpo.settings import job_file_problems
+    from rl_relay.settings_file import job_file_problems
 
     return [
         Problem(ctx.at(key), what)

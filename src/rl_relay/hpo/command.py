@@ -34,9 +34,9 @@ from rl_relay.atomic import atomic_write_json
 from rl_relay.check.rules import check_settings_file
 from rl_relay.hpo.continuation import DirectoryBusy, move_aside, release_driver_lock
 from rl_relay.hpo.leftovers import take_over
-from rl_relay.hpo.settings import add_local_argument, add_settings_arguments
 from rl_relay.layout import ResultsPaths, results_root
 from rl_relay.paramtree import plain
+from rl_relay.settings_file import add_local_argument, add_settings_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,6 @@
 
 The command (``command``: files and processes) and its pure parts (``stats``: which
 configurations, which seeds, the grid search settings, and the ranking with confidence
-intervals that the report and the benchmark share; ``request``: which re-evaluation
-directory a request continues, which is the latest, the ``key=value`` strings).
+intervals that the report and the benchmark share). Which re-evaluation directory a request
+continues is ``rl_relay.reevaluation_request``, below both this and the report.
 """

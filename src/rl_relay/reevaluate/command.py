@@ -10,7 +10,7 @@ runs each, on seeds that no job of the search used, on the search's backend. Wri
 interval beside the search's estimate), prints the table and which configuration it
 recommends. Started again with the same request (configurations, runs, overrides), it
 continues: finished re-evaluation jobs are not run twice. Any other request is a new
-re-evaluation beside the old ones (``reevaluation-2/``, ...; ``rl_relay.reevaluate.request``),
+re-evaluation beside the old ones (``reevaluation-2/``, ...; ``rl_relay.reevaluation_request``),
 ``--fresh`` starts the same request over (its old directory moved aside). ``key=value``
 strings change the grid search's settings (e.g. ``'cluster_requirements.request_cpus=2'``),
 before or after the options. ``--dry-run`` prints the choice (configurations, base seed)
@@ -33,7 +33,6 @@ from typing import Any
 from rl_relay import exit_codes
 from rl_relay.atomic import atomic_path, atomic_write_json, atomic_write_text
 from rl_relay.hpo.continuation import move_aside
-from rl_relay.hpo.settings import add_local_argument
 from rl_relay.layout import (
     JOB_SETTINGS,
     STATE_FILE,
@@ -43,16 +42,6 @@ from rl_relay.layout import (
 )
 from rl_relay.metrics import DEFAULT_METRIC
 from rl_relay.paramtree import lookup, plain, set_dotted
-from rl_relay.reevaluate.request import (
-    Choice,
-    Earlier,
-    OverrideError,
-    announcement,
-    choose_directory,
-    identity,
-    parse_overrides,
-    request_record,
-)
 from rl_relay.reevaluate.stats import (
     REEVALUATION_OF,
     Candidate,
@@ -65,6 +54,17 @@ from rl_relay.reevaluate.stats import (
     summary_rows,
     table,
 )
+from rl_relay.reevaluation_request import (
+    Choice,
+    Earlier,
+    OverrideError,
+    announcement,
+    choose_directory,
+    identity,
+    parse_overrides,
+    request_record,
+)
+from rl_relay.settings_file import add_local_argument
 from rl_relay.validation import load_schema, problems
 
 logger = logging.getLogger("rl_relay.reevaluate.command")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.layout import ReevaluationPaths, ResultsPaths
-from rl_relay.reevaluate.request import Earlier, describe, latest
+from rl_relay.reevaluation_request import Earlier, describe, latest
 from rl_relay.report.figures import BEST_COLOR, _pyplot, _save, short
 from rl_relay.report.files import read_csv_rows, read_json
 
