@@ -16,9 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rl_relay.job.config import ConfigError, prepare
-from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.reward import (
+    NoRewardError,
+    RewardColumnError,
+    evaluation_points,
+    evaluations_in_last_iteration,
+    read_reward,
+)
 from rl_relay.job.state import derive_seed
-from rl_relay.learner.train import evaluation_points
 
 COLUMN = "eval/mean_reward"
 values = st.lists(
@@ -81,6 +86,38 @@ def test_a_window_longer_than_the_evaluations_is_refused_before_any_training(
     # a column the learner logs every rollout needs no evaluations
     rollouts = sac_params(reward_window=3, reward_column="rollout/ep_rew_mean")
     assert prepare(rollouts, "params.json", REPO, require=()).params.reward_window == 3
+
+
+def test_a_window_longer_than_the_last_iterations_evaluations_is_refused_before_training() -> None:
+    """Evaluations spread over chained iterations: the reward is read from the last one's
+    progress.csv, so the window must fit in what that iteration logs."""
+    chained = {"training_iterations": 3, "config.rl_common_config.total_timesteps": 1000}
+    split = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 3})
+    with pytest.raises(ConfigError) as err:
+        prepare(split, "params.json", REPO, require=())
+    message = str(err.value)
+    assert "'reward_window' = 3" in message and "leave 1 in the last" in message
+    assert "config.rl_common_config.evaluations to at least 7" in message
+    enough = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 7})
+    assert prepare(enough, "params.json", REPO, require=()).params.reward_window == 3
+
+
+@given(
+    window=st.integers(1, 6),
+    iterations=st.integers(1, 6),
+    timesteps=st.integers(1, 5000),
+    evaluations=st.integers(1, 40),
+)
+def test_the_last_iteration_logs_the_evaluations_past_its_start(
+    window: int, iterations: int, timesteps: int, evaluations: int
+) -> None:
+    horizon = iterations * timesteps
+    expected = 1 + len(
+        [p for p in evaluation_points(horizon, evaluations) if p > horizon - timesteps]
+    )
+    assert evaluations_in_last_iteration(evaluations, iterations, timesteps) == expected
+    if iterations == 1:  # one iteration logs every evaluation it has a timestep for
+        assert expected == min(evaluations, timesteps)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])

@@ -24,6 +24,7 @@ from rl_relay.job.params import (
     ParamsError,
     unknown_parameter_problems,
 )
+from rl_relay.job.reward import evaluations_in_last_iteration
 from rl_relay.job.state import Plan, Step
 from rl_relay.job.templates import TemplateError, Templates, load_templates
 from rl_relay.layout import JobPaths, StepPaths
@@ -186,7 +187,8 @@ def prepare(
 def _window_problems(
     job_params: JobParams, templates: Templates, merged: Mapping[str, Any]
 ) -> list[str]:
-    """reward_window over an eval/ column needs the default learner to evaluate that often.
+    """reward_window over an eval/ column needs the default learner to evaluate that often
+    within a run's last training iteration, whose ``progress.csv`` alone gives the reward.
 
     Found here, before any training, rather than as a run that trained and has too few values.
     """
@@ -194,15 +196,34 @@ def _window_problems(
     if window == 1 or not column.startswith(EVAL_PREFIX) or not job_params.uses_default_learner:
         return []
     common = merged.get(RL_COMMON_CONFIG)
-    evaluations = common.get("evaluations", 1) if isinstance(common, dict) else 1
-    if not isinstance(evaluations, int) or evaluations >= window:
-        return []  # a wrong type is the learner schema's to report
+    common = common if isinstance(common, dict) else {}
+    evaluations = common.get("evaluations", 1)
+    timesteps = common.get("total_timesteps", 1)
+    if not all(isinstance(v, int) and v >= 1 for v in (evaluations, timesteps)):
+        return []  # a wrong type or value is the learner schema's to report
+    iterations = job_params.training_iterations
+
+    def logged(count: int) -> int:
+        return evaluations_in_last_iteration(count, iterations, timesteps)
+
+    if logged(evaluations) >= window:
+        return []
+    needed = next(
+        (n for n in range(evaluations + 1, window * iterations + 2) if logged(n) >= window),
+        window * iterations,
+    )
     where = templates.source(RL_COMMON_CONFIG) if RL_COMMON_CONFIG in templates.paths else "default"
+    spread = (
+        f" (its {evaluations} spread over {iterations} chained iterations leave"
+        f" {logged(evaluations)} in the last, whose progress.csv gives the reward)"
+        if iterations > 1
+        else ""
+    )
     return [
         f"parameter 'reward_window' = {window} averages the last {window} values of"
         f" {column!r}, but the learner evaluates {evaluations} time(s)"
-        f" ({where}: evaluations); set"
-        f" config.rl_common_config.evaluations to at least {window}, or lower reward_window"
+        f" ({where}: evaluations){spread}; set"
+        f" config.rl_common_config.evaluations to at least {needed}, or lower reward_window"
     ]
 
 

@@ -14,6 +14,24 @@ import math
 from pathlib import Path
 
 
+def evaluation_points(horizon: int, evaluations: int) -> list[int]:
+    """The timesteps of the evaluations before the final one: ``evaluations`` spread evenly
+    over the whole training (all its iterations), the last at its end.
+
+    They depend only on the horizon, so a split or resumed training evaluates where an
+    uninterrupted one does. More evaluations than timesteps give fewer points (one each).
+    """
+    return sorted({horizon * j // evaluations for j in range(1, evaluations)} - {0, horizon})
+
+
+def evaluations_in_last_iteration(evaluations: int, iterations: int, timesteps: int) -> int:
+    """How many evaluations the last of ``iterations`` chained iterations of ``timesteps``
+    logs: a run's reward is read from its last iteration's ``progress.csv`` alone."""
+    horizon = iterations * timesteps
+    start = horizon - timesteps
+    return 1 + sum(point > start for point in evaluation_points(horizon, evaluations))
+
+
 class RewardColumnError(ValueError):
     """The column is not in the file at all: a configuration error (``reward_column``)."""
 

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, make_output_format
 
 from rl_relay import exit_codes
-from rl_relay.job.reward import last_number
+from rl_relay.job.reward import evaluation_points, last_number
 from rl_relay.layout import PROGRESS_FILE
 from rl_relay.learner import checkpoint
 from rl_relay.learner.algorithms import ALGORITHMS, ON_POLICY, constructor_kwargs
@@ -58,16 +58,6 @@ class PreemptionCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
-
-
-def evaluation_points(horizon: int, evaluations: int) -> list[int]:
-    """The timesteps of the evaluations before the final one: ``evaluations`` spread evenly
-    over the whole training (all its iterations), the last at its end.
-
-    They depend only on the horizon, so a split or resumed training evaluates where an
-    uninterrupted one does. More evaluations than timesteps give fewer points (one each).
-    """
-    return sorted({horizon * j // evaluations for j in range(1, evaluations)} - {0, horizon})
 
 
 class EvaluationCallback(BaseCallback):
