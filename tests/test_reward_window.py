@@ -100,6 +100,13 @@ def test_a_window_longer_than_the_last_iterations_evaluations_is_refused_before_
     assert "config.rl_common_config.evaluations to at least 7" in message
     enough = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 7})
     assert prepare(enough, "params.json", REPO, require=()).params.reward_window == 3
+    # iterations too short to hold the window: no number of evaluations is offered
+    short = {"training_iterations": 3, "config.rl_common_config.total_timesteps": 2}
+    with pytest.raises(ConfigError) as err:
+        prepare(sac_params(reward_window=3, **short), "params.json", REPO, require=())
+    message = str(err.value)
+    assert "holds at most 2 evaluation(s)" in message and "lower reward_window" in message
+    assert "evaluations to at least" not in message
 
 
 @given(
@@ -118,6 +125,8 @@ def test_the_last_iteration_logs_the_evaluations_past_its_start(
     assert evaluations_in_last_iteration(evaluations, iterations, timesteps) == expected
     if iterations == 1:  # one iteration logs every evaluation it has a timestep for
         assert expected == min(evaluations, timesteps)
+    if timesteps >= window:  # what the refusal offers always suffices
+        assert evaluations_in_last_iteration(window * iterations, iterations, timesteps) >= window
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])

@@ -208,10 +208,6 @@ def _window_problems(
 
     if logged(evaluations) >= window:
         return []
-    needed = next(
-        (n for n in range(evaluations + 1, window * iterations + 2) if logged(n) >= window),
-        window * iterations,
-    )
     where = templates.source(RL_COMMON_CONFIG) if RL_COMMON_CONFIG in templates.paths else "default"
     spread = (
         f" (its {evaluations} spread over {iterations} chained iterations leave"
@@ -219,11 +215,23 @@ def _window_problems(
         if iterations > 1
         else ""
     )
+    if timesteps < window:  # at most one evaluation per timestep: no count of them will do
+        remedy = (
+            f"an iteration of {timesteps} timestep(s) ({where}: total_timesteps) holds at"
+            f" most {timesteps} evaluation(s); lower reward_window to at most {timesteps} or"
+            " raise total_timesteps"
+        )
+    else:  # window x iterations evaluations always leave the window in the last iteration
+        needed = next(
+            n for n in range(evaluations + 1, window * iterations + 1) if logged(n) >= window
+        )
+        remedy = (
+            f"set config.rl_common_config.evaluations to at least {needed}, or lower reward_window"
+        )
     return [
         f"parameter 'reward_window' = {window} averages the last {window} values of"
         f" {column!r}, but the learner evaluates {evaluations} time(s)"
-        f" ({where}: evaluations){spread}; set"
-        f" config.rl_common_config.evaluations to at least {needed}, or lower reward_window"
+        f" ({where}: evaluations){spread}; {remedy}"
     ]
 
 
