@@ -20,7 +20,7 @@ from rl_relay.job.reward import (
     NoRewardError,
     RewardColumnError,
     evaluation_points,
-    evaluations_in_last_iteration,
+    evaluations_logged,
     read_reward,
 )
 from rl_relay.job.state import derive_seed
@@ -88,45 +88,81 @@ def test_a_window_longer_than_the_evaluations_is_refused_before_any_training(
     assert prepare(rollouts, "params.json", REPO, require=()).params.reward_window == 3
 
 
-def test_a_window_longer_than_the_last_iterations_evaluations_is_refused_before_training() -> None:
-    """Evaluations spread over chained iterations: the reward is read from the last one's
-    progress.csv, so the window must fit in what that iteration logs."""
+def test_a_window_over_chained_iterations_counts_every_iterations_evaluations() -> None:
+    """The reward reads back across a run's iterations, so the window must fit in the
+    evaluations of the whole run, however they fall on its iterations."""
     chained = {"training_iterations": 3, "config.rl_common_config.total_timesteps": 1000}
-    split = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 3})
+    split = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 2})
     with pytest.raises(ConfigError) as err:
         prepare(split, "params.json", REPO, require=())
     message = str(err.value)
-    assert "'reward_window' = 3" in message and "leave 1 in the last" in message
-    assert "config.rl_common_config.evaluations to at least 7" in message
-    enough = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 7})
+    assert "'reward_window' = 3" in message and "evaluates 2 time(s)" in message
+    assert "config.rl_common_config.evaluations to at least 3" in message
+    # one evaluation at the end of each iteration: the window spans all three
+    enough = sac_params(reward_window=3, **chained, **{"config.rl_common_config.evaluations": 3})
     assert prepare(enough, "params.json", REPO, require=()).params.reward_window == 3
-    # iterations too short to hold the window: no number of evaluations is offered
-    short = {"training_iterations": 3, "config.rl_common_config.total_timesteps": 2}
+    # a run too short to hold the window: no number of evaluations is offered
+    short = {"training_iterations": 3, "config.rl_common_config.total_timesteps": 1}
     with pytest.raises(ConfigError) as err:
-        prepare(sac_params(reward_window=3, **short), "params.json", REPO, require=())
+        prepare(sac_params(reward_window=4, **short), "params.json", REPO, require=())
     message = str(err.value)
-    assert "holds at most 2 evaluation(s)" in message and "lower reward_window" in message
+    assert "holds at most 3 evaluation(s)" in message and "lower reward_window" in message
+    assert "times 3 training_iterations" in message
     assert "evaluations to at least" not in message
 
 
-@given(
-    window=st.integers(1, 6),
-    iterations=st.integers(1, 6),
-    timesteps=st.integers(1, 5000),
-    evaluations=st.integers(1, 40),
-)
-def test_the_last_iteration_logs_the_evaluations_past_its_start(
-    window: int, iterations: int, timesteps: int, evaluations: int
+@given(horizon=st.integers(1, 10**6), evaluations=st.integers(1, 60))
+def test_a_run_logs_one_evaluation_per_point_and_the_final_one(
+    horizon: int, evaluations: int
 ) -> None:
-    horizon = iterations * timesteps
-    expected = 1 + len(
-        [p for p in evaluation_points(horizon, evaluations) if p > horizon - timesteps]
-    )
-    assert evaluations_in_last_iteration(evaluations, iterations, timesteps) == expected
-    if iterations == 1:  # one iteration logs every evaluation it has a timestep for
-        assert expected == min(evaluations, timesteps)
-    if timesteps >= window:  # what the refusal offers always suffices
-        assert evaluations_in_last_iteration(window * iterations, iterations, timesteps) >= window
+    assert evaluations_logged(evaluations, horizon) == min(evaluations, horizon)
+
+
+@settings(deadline=None)  # file writes: a busy machine's disk may stall one example
+@given(parts=st.lists(values, min_size=1, max_size=4), window=st.integers(1, 8))
+def test_a_window_reads_back_across_iterations_as_if_trained_in_one_piece(
+    tmp_path_factory: pytest.TempPathFactory, parts: list[list[float | None]], window: int
+) -> None:
+    directory = tmp_path_factory.mktemp("p")
+    files = [write_progress(directory / f"{i}.csv", cells) for i, cells in enumerate(parts)]
+    whole = write_progress(directory / "whole.csv", [c for cells in parts for c in cells])
+    last, earlier = files[-1], [str(f) for f in files[:-1]]
+    present = [c for cells in parts for c in cells if c is not None]
+    if not present:
+        with pytest.raises(NoRewardError):
+            read_reward(last, COLUMN, window, earlier)
+    elif len(present) < window:
+        with pytest.raises(RewardColumnError, match="reward_window is") as err:
+            read_reward(last, COLUMN, window, earlier)
+        assert "config.rl_common_config.evaluations" in str(err.value)
+    else:
+        expected = read_reward(whole, COLUMN, window)
+        assert expected == pytest.approx(sum(present[-window:]) / window)
+        assert read_reward(last, COLUMN, window, earlier) == pytest.approx(expected)
+
+
+def test_a_chained_run_is_scored_over_the_window_across_its_iterations(
+    make_job, tmp_path: Path
+) -> None:
+    """The stand-in logs one value per iteration (3, 6, 9 plus the seed's share): a window
+    of 3 over 3 iterations averages them all, as one uninterrupted run's would."""
+    params = make_job(learning_runs_per_job=1, training_iterations=3, reward_window=3)
+    proc = run_learning(params)
+    assert proc.returncode == 0, proc.stderr
+    wd = tmp_path / "wd"
+    metrics = (wd / "metrics.csv").read_text().splitlines()
+    reward = float(dict(zip(*(line.split(",") for line in metrics), strict=True))["mean_eprewmean"])
+    assert reward == pytest.approx(6 + derive_seed(0, 0, 0, 0) % 7)
+    # a window of 4 is more than the run logged: a configuration error that keeps the training
+    params.write_text(json.dumps({**read_json(params), "reward_window": 4}))
+    (wd / "metrics.csv").unlink()
+    state = read_json(wd / "restarts.json")
+    state["runs"][0]["reward"] = None
+    (wd / "restarts.json").write_text(json.dumps(state))
+    proc = run_learning(params)
+    assert proc.returncode == 1
+    assert "reward_window is 4" in proc.stderr and "earlier iterations" in proc.stderr
+    assert len((wd / "calls.jsonl").read_text().splitlines()) == 3  # nothing trained again
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])

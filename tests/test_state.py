@@ -196,3 +196,25 @@ def test_killed_anywhere_and_restarted_ends_the_same(
     clean = drive(plan, tmp_path_factory.mktemp("clean") / "restarts.json", [])
     killed = drive(plan, tmp_path_factory.mktemp("killed") / "restarts.json", kills)
     assert state_to_dict(killed) == state_to_dict(clean)
+
+
+def test_a_run_keeps_the_logs_of_the_iterations_its_model_descends_from() -> None:
+    """A reward_window reads back through them: a retry from scratch forgets the failed
+    attempt's, a decided start (PBT) keeps those before it."""
+    state = new_state(PLAN)
+    for expected in (["/w/run_0.0-0/p"], ["/w/run_0.0-0/p", "/w/run_0.1-0/p"]):
+        step = state.next_step()
+        state = state.succeeded(step, f"/w/{step.dir_name}/model", f"/w/{step.dir_name}/p")
+        assert state.runs[0].earlier_progress == expected
+    last = state.next_step()
+    done = state.succeeded(last, "/w/run_0.2-0/model", "/w/run_0.2-0/p")
+    assert done.runs[0].reward_source == "/w/run_0.2-0/p"
+    assert done.runs[0].earlier_progress == ["/w/run_0.0-0/p", "/w/run_0.1-0/p"]
+    retry = state.failed(last, "exit code 2", "/w/run_0.2-0")
+    assert retry.runs[0].earlier_progress == []
+    decided = state.decided_start(2, {"lr": 1}, "/other/model")
+    assert decided.runs[0].earlier_progress == ["/w/run_0.0-0/p", "/w/run_0.1-0/p"]
+    again = decided.failed(decided.next_step(), "exit code 2", "/w/run_0.2-0")
+    assert again.runs[0].earlier_progress == ["/w/run_0.0-0/p", "/w/run_0.1-0/p"]
+    loaded = state_from_dict(json.loads(json.dumps(state_to_dict(state))))
+    assert loaded.runs[0].earlier_progress == state.runs[0].earlier_progress

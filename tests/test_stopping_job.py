@@ -33,7 +33,12 @@ TICKS = 3
 
 
 def job(
-    tmp_path: Path, section: dict[str, Any], runs: int = 2, job_id: int = 0, **rl: Any
+    tmp_path: Path,
+    section: dict[str, Any],
+    runs: int = 2,
+    job_id: int = 0,
+    window: int = 1,
+    **rl: Any,
 ) -> JobConfig:
     records_dir = tmp_path / "results" / "early_stopping"
     params = stand_in_params(
@@ -42,6 +47,7 @@ def job(
         training_iterations=3,
         learning_runs_per_job=runs,
         id=job_id,
+        reward_window=window,
         early_stopping={**section, "records_dir": str(records_dir), "minimize": False},
     )
     return prepare(params, "test params", tmp_path)
@@ -113,6 +119,28 @@ def test_a_poor_job_stops_at_the_first_rung_and_reports_its_score_there(tmp_path
     assert metrics[ENV_STEPS] == 2 * TICKS
     assert server.errors == []
     assert records.finished_jobs(records_dir) == 0  # a stopped job did not finish
+
+
+def test_a_rung_score_with_a_window_reads_back_across_the_runs_iterations(
+    tmp_path: Path,
+) -> None:
+    """The stand-in logs its reward once per iteration: at rung 2 a window of 2 averages
+    iterations 0 and 1 (3 and 6 ticks), as the run's final reward would."""
+    config = job(tmp_path, ASHA, window=2)
+    records_dir = config.boundary.spec.records_dir
+    other_job(records_dir, 101, 2, 100.0)
+    other_job(records_dir, 102, 2, 200.0)
+    server = FakeServer()
+    assert run_to_end(config, server)[-1] == exit_codes.SUCCESS
+    assert calls(tmp_path)[-1] == "run_1.1-0"  # stopped at rung 2
+    seeds = [run["seeds"][0] for run in read_json(tmp_path / "wd" / "restarts.json")["runs"]]
+    first = records.decision_of(records_dir, 0, 1)
+    assert first is not None and first.run_scores == pytest.approx([TICKS + s % 7 for s in seeds])
+    second = records.decision_of(records_dir, 0, 2)
+    assert second is not None and second.decision == "stop"
+    expected = [1.5 * TICKS + s % 7 for s in seeds]
+    assert second.run_scores == pytest.approx(expected)
+    assert server.finalized[0][MEAN_REWARD] == pytest.approx(sum(expected) / 2)
 
 
 def test_a_job_killed_after_its_decision_acts_on_the_recorded_one(

@@ -24,7 +24,7 @@ from rl_relay.job.params import (
     ParamsError,
     unknown_parameter_problems,
 )
-from rl_relay.job.reward import evaluations_in_last_iteration
+from rl_relay.job.reward import evaluations_logged
 from rl_relay.job.state import Plan, Step
 from rl_relay.job.templates import TemplateError, Templates, load_templates
 from rl_relay.layout import JobPaths, StepPaths
@@ -188,7 +188,7 @@ def _window_problems(
     job_params: JobParams, templates: Templates, merged: Mapping[str, Any]
 ) -> list[str]:
     """reward_window over an eval/ column needs the default learner to evaluate that often
-    within a run's last training iteration, whose ``progress.csv`` alone gives the reward.
+    over a run's training (its chained iterations together).
 
     Found here, before any training, rather than as a run that trained and has too few values.
     """
@@ -202,36 +202,26 @@ def _window_problems(
     if not all(isinstance(v, int) and v >= 1 for v in (evaluations, timesteps)):
         return []  # a wrong type or value is the learner schema's to report
     iterations = job_params.training_iterations
-
-    def logged(count: int) -> int:
-        return evaluations_in_last_iteration(count, iterations, timesteps)
-
-    if logged(evaluations) >= window:
+    horizon = iterations * timesteps
+    logged = evaluations_logged(evaluations, horizon)
+    if logged >= window:
         return []
     where = templates.source(RL_COMMON_CONFIG) if RL_COMMON_CONFIG in templates.paths else "default"
-    spread = (
-        f" (its {evaluations} spread over {iterations} chained iterations leave"
-        f" {logged(evaluations)} in the last, whose progress.csv gives the reward)"
-        if iterations > 1
-        else ""
-    )
-    if timesteps < window:  # at most one evaluation per timestep: no count of them will do
+    if horizon < window:  # at most one evaluation per timestep: no count of them will do
         remedy = (
-            f"an iteration of {timesteps} timestep(s) ({where}: total_timesteps) holds at"
-            f" most {timesteps} evaluation(s); lower reward_window to at most {timesteps} or"
-            " raise total_timesteps"
+            f"a run of {horizon} timestep(s) ({where}: total_timesteps"
+            + (f", times {iterations} training_iterations" if iterations > 1 else "")
+            + f") holds at most {horizon} evaluation(s); lower reward_window to at most"
+            f" {horizon} or raise total_timesteps"
         )
-    else:  # window x iterations evaluations always leave the window in the last iteration
-        needed = next(
-            n for n in range(evaluations + 1, window * iterations + 1) if logged(n) >= window
-        )
+    else:
         remedy = (
-            f"set config.rl_common_config.evaluations to at least {needed}, or lower reward_window"
+            f"set config.rl_common_config.evaluations to at least {window}, or lower reward_window"
         )
     return [
         f"parameter 'reward_window' = {window} averages the last {window} values of"
-        f" {column!r}, but the learner evaluates {evaluations} time(s)"
-        f" ({where}: evaluations){spread}; {remedy}"
+        f" {column!r}, but the learner evaluates {logged} time(s) ({where}: evaluations);"
+        f" {remedy}"
     ]
 
 

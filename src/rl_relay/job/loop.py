@@ -41,7 +41,10 @@ def fill_missing_rewards(job: JobConfig, state: State) -> State:
                 )
             try:
                 reward = read_reward(
-                    Path(run.reward_source), job.params.reward_column, job.params.reward_window
+                    Path(run.reward_source),
+                    job.params.reward_column,
+                    job.params.reward_window,
+                    run.earlier_progress,
                 )
             except (NoRewardError, RewardColumnError) as err:
                 raise ConfigError(str(err)) from None

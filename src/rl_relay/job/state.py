@@ -95,6 +95,9 @@ class RunState:
     reward: float | None = None
     #: The progress.csv the reward is read from, once the run is done.
     reward_source: str = ""
+    #: The progress.csv of each iteration the current one continues (oldest first): a
+    #: ``reward_window`` longer than what the last iteration logged reads back through them.
+    earlier_progress: list[str] = field(default_factory=list)
     #: What the checkpoint at ``resume_path`` had reached (see step.checkpoint_marker).
     checkpoint_marker: str = ""
     #: Resumes in a row that did not advance the checkpoint.
@@ -244,14 +247,15 @@ class State:
             raise StateError(f"step {step.dir_name} is not the current step of this state")
         return new, run
 
-    def succeeded(self, step: Step, save_path: str, reward_source: str) -> State:
-        """The step trained to its end and saved ``save_path``."""
+    def succeeded(self, step: Step, save_path: str, progress: str) -> State:
+        """The step trained to its end, saved ``save_path`` and logged ``progress``."""
         new, run = self._copy_current(step)
         _clear_resume(run)
         if run.iteration + 1 >= new.plan.iterations:
             run.done = True
-            run.reward_source = reward_source
+            run.reward_source = progress
         else:
+            run.earlier_progress = [*run.earlier_progress[: run.iteration], progress]
             run.iteration += 1
             run.load_path = save_path
         return new
@@ -271,6 +275,7 @@ class State:
         run.seeds.append(new.plan.seed(run.run, run.attempt + 1))
         run.iteration = run.retry_iteration
         run.load_path = run.retry_load_path
+        run.earlier_progress = run.earlier_progress[: run.iteration]
         _clear_resume(run)
         return new
 
@@ -285,6 +290,7 @@ class State:
             raise StateError(f"iteration {iteration} is not about to start")
         run.hyperparameters = dict(hyperparameters)
         run.load_path = load_path
+        run.earlier_progress = run.earlier_progress[:iteration]
         run.decided = run.retry_iteration = iteration
         run.retry_load_path = load_path
         return new

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -226,7 +226,13 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
         facts = replace(facts, refusal=_refusal(paths.stderr))
     if result.returncode == 0 and not result.timed_out and last:
         try:
-            facts = _with_reward(facts, paths, job.params.reward_column, job.params.reward_window)
+            facts = _with_reward(
+                facts,
+                paths,
+                job.params.reward_column,
+                job.params.reward_window,
+                run.earlier_progress[: step.iteration],
+            )
         except RewardColumnError as err:
             facts = replace(facts, column_problem=str(err))
     outcome = classify(facts)
@@ -242,9 +248,11 @@ def run_step(job: JobConfig, run: RunState, step: Step) -> StepRun:
     return StepRun(outcome, record, result)
 
 
-def _with_reward(facts: Facts, paths: StepPaths, column: str, window: int) -> Facts:
+def _with_reward(
+    facts: Facts, paths: StepPaths, column: str, window: int, earlier: Sequence[str]
+) -> Facts:
     try:
-        reward = read_reward(paths.progress, column, window)
+        reward = read_reward(paths.progress, column, window, earlier)
     except NoRewardError as err:
         return replace(facts, reward_problem=str(err))
     return replace(facts, reward=reward)

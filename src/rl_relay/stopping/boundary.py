@@ -5,7 +5,8 @@ A job with ``early_stopping.*`` parameters trains its learning runs side by side
 the first step of iteration ``i`` (``i >= 1``), every run has trained ``i`` iterations: that
 is rung ``i``. The job's score there is the mean over its runs of each run's
 ``reward_column`` at the end of its iteration ``i - 1`` (with ``reward_window``, the mean of
-as many of the iteration's last values as it logged, up to the window). The rule decides
+the run's last values up to the window, read back across its iterations as the run's
+reward is). The rule decides
 from the scores other jobs recorded at the same rung; the decision is recorded write-once
 (``records``) before the job acts on it, so a job killed at any point afterwards finds and
 follows the same decision. A stopped job ends successfully: every run's reward is its
@@ -25,7 +26,7 @@ from typing import Any
 from rl_relay.job.boundary import Action
 from rl_relay.job.overrides import Override
 from rl_relay.job.params import JobParams
-from rl_relay.job.reward import NoRewardError, RewardColumnError, read_reward
+from rl_relay.job.reward import NoRewardError, RewardColumnError, last_values, mean_of
 from rl_relay.job.state import State, Step
 from rl_relay.layout import JobPaths
 from rl_relay.paramtree import lookup
@@ -65,18 +66,17 @@ def from_params(
     ), None
 
 
-def run_score(progress: Path, column: str, window: int) -> float | None:
+def run_score(
+    progress: Path, column: str, window: int, earlier: Sequence[str] = ()
+) -> float | None:
     """A run's score at the end of one iteration: the mean of its last ``window`` values of
-    ``column`` in the iteration's ``progress.csv`` (fewer if it logged fewer); None if none."""
-    for size in (window, 1):
-        try:
-            return read_reward(progress, column, size)
-        except RewardColumnError as err:
-            if "reward_window" not in str(err):  # no such column at all
-                return None
-        except NoRewardError:
-            return None
-    return None
+    ``column`` in the iteration's ``progress.csv`` and, for the rest of the window, in the
+    ``earlier`` iterations' (fewer if the run logged fewer so far); None if none."""
+    try:
+        values = last_values(progress, column, window, earlier)
+        return mean_of(values, column, progress) if values else None
+    except (NoRewardError, RewardColumnError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,10 @@ class StoppingBoundary:
     def _decide(self, state: State, rung: int) -> records.RungRecord:
         column, window = self.reward_column, self.reward_window
         run_scores = tuple(
-            run_score(self._progress(r.run, rung, r.attempt), column, window) for r in state.runs
+            run_score(
+                self._progress(r.run, rung, r.attempt), column, window, r.earlier_progress[:-1]
+            )
+            for r in state.runs
         )
         known = [s for s in run_scores if s is not None]
         score = statistics.fmean(known) if known else None
