@@ -231,6 +231,10 @@ def test_an_early_stopping_search_chains_its_trainings_and_evaluates_each_rung(t
     assert pruned["early_stopping"] == {
         "rule": "optuna", "pruner": "median", "n_startup_trials": 10, "n_warmup_steps": 1,
     }  # fmt: skip
+    assert "reward_window" not in pruned["fixed_params"]  # the rung's evaluation alone
+    # ~late: the last 2 of the 4 iteration-end evaluations, read back across iterations
+    late = rl_relay_settings(search_, "tpe~late~pruned", tmp_path, "search")["fixed_params"]
+    assert (late["config.rl_common_config.evaluations"], late["reward_window"]) == (4, 2)
     plain = rl_relay_settings(search_, "cem", tmp_path, "search")
     assert "early_stopping" not in plain and plain["fixed_params"]["training_iterations"] == 1
 

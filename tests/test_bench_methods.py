@@ -129,6 +129,8 @@ def test_pbt_is_a_row_saying_why_it_is_not_compared() -> None:
          " stopping, 50% of the env steps"),
         ("tpe~ce~pruned%80", "pruned", 80, "TPE, shared eval episodes, Optuna's median pruner,"
          " 80% of the env steps"),
+        ("tpe~late~pruned%80", "pruned", 80, "TPE, late-window score, Optuna's median pruner,"
+         " 80% of the env steps"),
     ],
 )  # fmt: skip
 def test_early_stopping_methods_are_read_and_named(name, stopping, share, readable) -> None:
@@ -139,8 +141,8 @@ def test_early_stopping_methods_are_read_and_named(name, stopping, share, readab
 
 @pytest.mark.parametrize(
     "name",
-    ["cem~pruned", "cem~asha~median", "cem%50", "cem~asha%0", "cem~asha%101", "cem~late~asha",
-     "cem+2x2~asha", "zoo~asha"],
+    ["cem~pruned", "cem~asha~median", "cem%50", "cem~asha%0", "cem~asha%101", "cem+2x2~asha",
+     "zoo~asha", "zoo~late~asha"],
 )  # fmt: skip
 def test_early_stopping_methods_that_cannot_run_are_unknown(name: str) -> None:
     assert not is_known(name)

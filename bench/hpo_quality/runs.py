@@ -40,8 +40,9 @@ from .space import Param, discretize, fixed_overrides, rollouts_within
 #: score it (the re-evaluation scores the final one, as for every method)
 LATE_EVALUATIONS, LATE_WINDOW = 5, 3
 #: Early stopping: each training in this many chained iterations, evaluated at the end of
-#: each (the zoo's median pruner evaluates 4 times: ``--n-evaluations 4``)
-STOPPING_ITERATIONS = 4
+#: each (the zoo's median pruner evaluates 4 times: ``--n-evaluations 4``); with ``~late``
+#: a run and each rung are scored by the mean of the last this many of those evaluations
+STOPPING_ITERATIONS, STOPPING_LATE_WINDOW = 4, 2
 #: the early stopping sections, as docs/early_stopping.md recommends them; ``pruned`` is the
 #: zoo's own pruner (rl_zoo3: MedianPruner(n_startup_trials, n_warmup_steps=n_evaluations // 3))
 STOPPING = {
@@ -290,7 +291,7 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
     )
     if m.shared_episodes:  # the zoo evaluates every trial on an env seeded with its --seed
         settings["fixed_params"][EVAL_SEED_PARAM] = s.seed
-    if m.late_window:
+    if m.late_window and not m.stopping:
         settings["fixed_params"].update(
             {"config.rl_common_config.evaluations": LATE_EVALUATIONS, "reward_window": LATE_WINDOW}
         )
@@ -301,6 +302,7 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
                 "training_iterations": STOPPING_ITERATIONS,
                 "config.rl_common_config.total_timesteps": s.budget // STOPPING_ITERATIONS,
                 "config.rl_common_config.evaluations": STOPPING_ITERATIONS,
+                **({"reward_window": STOPPING_LATE_WINDOW} if m.late_window else {}),
             }
         )
     # cluster_utils asks up to n_jobs_per_iteration configurations before their results are
