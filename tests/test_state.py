@@ -178,6 +178,13 @@ def drive(plan: Plan, path: Path, kills: list[int]) -> State:
         if counter in kills:
             new = load_state(path, plan)  # killed after the save
         state = new
+        for run in state.runs:  # a reward_window reads back through the current attempt's
+            chain = [f"/w/run_{run.run}.{i}-{run.attempt}/p" for i in range(run.iteration)]
+            if run.done and run.reward_source:
+                last = plan.iterations - 1
+                chain = [f"/w/run_{run.run}.{i}-{run.attempt}/p" for i in range(last)]
+                assert run.reward_source == f"/w/run_{run.run}.{last}-{run.attempt}/p"
+            assert run.earlier_progress == chain
     return state
 
 
