@@ -55,6 +55,50 @@ def test_the_best_distinct_configurations_with_kept_settings_are_chosen() -> Non
         choose(ranked, {}, names, top=1)
 
 
+def test_a_top_that_cuts_through_equal_estimates_says_so() -> None:
+    """Four configurations at CartPole's ceiling: --top 1 picks one of them arbitrarily."""
+    ranked = [(3, 500.0), (8, 500.0), (5, 500.0), (9, 500.0), (1, 480.0)]
+    settings = {i: {"config": {"rl_config": {"learning_rate": float(i)}}} for i, _ in ranked}
+    settings[9] = settings[3]  # job 9 repeats job 3's configuration: one of the four
+    names = ["config.rl_config.learning_rate"]
+    chosen, note = choose(ranked, settings, names, top=1)
+    assert [c.job_id for c in chosen] == [3]
+    assert note is not None
+    assert "3 distinct configurations share the estimate 500 (search jobs 3, 5, 8)" in note
+    assert "--top 1 takes 1 of them" in note and "--top 3 re-evaluates them all" in note
+    chosen, note = choose(ranked, settings, names, top=2)
+    assert "--top 2 takes 2 of them" in (note or "") and "--top 3 re-evaluates" in (note or "")
+    chosen, note = choose(ranked, settings, names, top=3)
+    assert [c.job_id for c in chosen] == [3, 8, 5] and note is None
+    assert choose(ranked, settings, names, top=4)[1] is None  # 480 is below: no tie cut
+
+
+@given(
+    estimates=st.lists(st.sampled_from([1.0, 2.0, 3.0]), min_size=1, max_size=12),
+    top=st.integers(1, 12),
+)
+def test_the_tie_note_is_right_and_its_top_takes_every_tied_configuration(
+    estimates: list[float], top: int
+) -> None:
+    """Distinct configurations, best first: a note exactly when the first one left out has the
+    last chosen one's estimate; the --top it suggests leaves none of that estimate out."""
+    ranked = sorted(enumerate(estimates), key=lambda r: -r[1])
+    settings = {i: {"x": i} for i, _ in ranked}
+    chosen, note = choose(ranked, settings, ["x"], top)
+    assert [c.job_id for c in chosen] == [i for i, _ in ranked[:top]]
+    left_out = ranked[top:]
+    cut = bool(left_out) and left_out[0][1] == chosen[-1].estimate
+    assert (note is not None and "share the estimate" in note) == cut
+    if cut:
+        assert note is not None
+        suggested = int(note.rsplit("--top ", 1)[1].split()[0])
+        level = chosen[-1].estimate
+        assert suggested == top + sum(e == level for _, e in left_out)
+        again, again_note = choose(ranked, settings, ["x"], suggested)
+        assert {c.job_id for c in again} >= {i for i, e in ranked if e == level}
+        assert again_note is None
+
+
 def test_the_base_seed_avoids_every_seed_of_the_search() -> None:
     taken = {Plan(2, 1, 3, FIRST_BASE_SEED, "job", 1).seed(1, 2)}
     base = fresh_base_seed(taken, jobs=2, runs=2, max_attempts=3)

@@ -124,6 +124,34 @@ def test_report_of_a_finished_hpo(
     assert str(hpo) not in html_text
     for href in re.findall(r'<a href="([^"]+)"', html_text):
         assert (page.parent / href).exists(), href
+    if len({r["mean_eprewmean"] for r in rows}) == jobs:  # no two jobs share a value
+        assert "share this best value" not in text
+
+
+@pytest.mark.slow  # shares one ~7 s local HPO
+def test_the_report_says_when_jobs_share_the_best_value(
+    hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reward's ceiling (CartPole's 500) gives several jobs the best value; which one the
+    table lists first is then arbitrary, and the report says how to tell them apart."""
+    results = copy_results(hpo, tmp_path)
+    rows = sorted(all_data(results), key=lambda r: float(r["mean_eprewmean"]))
+    ceiling = float(rows[-1]["mean_eprewmean"]) + 100.0
+    for row in rows[:2]:  # the two worst jobs reach the ceiling now
+        metrics = results / "working_directories" / row["_id"] / "metrics.csv"
+        with open(metrics, newline="") as f:
+            [values] = list(csv.DictReader(f))
+        values["mean_eprewmean"] = str(ceiling)
+        with open(metrics, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(values))
+            writer.writeheader()
+            writer.writerow(values)
+    code, _ = report(str(results), capsys=capsys)
+    assert code == 0
+    text = text_of((results / "report" / "index.html").read_text())
+    ids = ", ".join(sorted((r["_id"] for r in rows[:2]), key=int))
+    assert f"2 jobs share this best value (jobs {ids})" in text
+    assert f"rl-relay reevaluate {results} --top 2" in text
 
 
 @pytest.mark.slow  # shares one ~7 s local HPO

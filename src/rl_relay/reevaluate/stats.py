@@ -124,32 +124,47 @@ def choose(
     top: int,
 ) -> tuple[list[Candidate], str | None]:
     """The ``top`` best configurations whose job's settings were kept (the best job of each),
-    with a note when fewer are available.
+    with a note when fewer are available, or when ``top`` cuts through configurations of
+    equal estimate (a reward's ceiling, e.g. CartPole's 500, makes many): which of those
+    is re-evaluated is then arbitrary, and the note says how many ``--top`` takes them all.
 
     ``ranked``: (job id, metric) best first; ``settings_of``: settings.json per job id.
     """
     chosen: list[Candidate] = []
+    tied: list[Candidate] = []  # left out, with the last chosen one's estimate
     for job_id, estimate in ranked:
         settings = settings_of.get(job_id)
         if settings is None:
             continue
         values = {name: lookup(settings, name, None) for name in names}
-        if any(c.values == values for c in chosen):
+        if any(c.values == values for c in chosen + tied):
             continue  # the same configuration again (restarts): its best job stands for it
-        chosen.append(Candidate(job_id, estimate, values))
-        if len(chosen) == top:
+        if len(chosen) < top:
+            chosen.append(Candidate(job_id, estimate, values))
+        elif estimate == chosen[-1].estimate:
+            tied.append(Candidate(job_id, estimate, values))
+        else:
             break
-    note = None
+    notes = []
     if len(chosen) < top:
-        note = (
+        notes.append(
             f"only {len(chosen)} distinct configuration(s) of the best jobs have their working"
             f" directory (settings.json) kept, so {len(chosen)} instead of {top} are"
             " re-evaluated; keep more with num_best_jobs_whose_data_is_kept (or"
             " remove_working_dirs: false)"
         )
+    if tied:
+        level = [c for c in chosen if c.estimate == chosen[-1].estimate]
+        ids = ", ".join(str(i) for i in sorted(c.job_id for c in level + tied))
+        notes.append(
+            f"{len(level) + len(tied)} distinct configurations share the estimate"
+            f" {chosen[-1].estimate:g} (search jobs {ids}) and --top {top}"
+            f" takes {len(level)} of them, so which ones is arbitrary: the search cannot tell"
+            f" them apart; --top {top + len(tied)} re-evaluates them all"
+        )
     if not chosen:
-        raise ReevaluationError(note or "no job with results")
-    return chosen, note
+        raise ReevaluationError(notes[0] if notes else "no job with results")
+    return chosen, ". ".join(notes) or None
 
 
 def fresh_base_seed(

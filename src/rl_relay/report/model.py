@@ -138,6 +138,15 @@ class Results:
             key=lambda j: (j.value(self.metric) or 0.0) * (1 if self.minimize else -1),
         )
 
+    def sharing_best(self) -> list[JobInfo]:
+        """Every job with exactly the best value (a reward's ceiling, e.g. CartPole's 500,
+        makes many): the search alone cannot tell them apart. [] before any result."""
+        done = self.finished()
+        if not done:
+            return []
+        best = done[0].value(self.metric)
+        return [j for j in done if j.value(self.metric) == best]
+
     def by_status(self, status: str) -> list[JobInfo]:
         return [j for j in self.jobs if j.status == status]
 

@@ -153,6 +153,15 @@ def _best_section(results: Results, top: int, out: Path) -> str:
         f"{where}. Sorted {direction} first;"
         f" {_plural(len(results.finished()), 'job')} with results.</p>"
     )
+    sharing = results.sharing_best()
+    if len(sharing) > 1:
+        ids = ", ".join(str(j.job_id) for j in sorted(sharing, key=lambda j: j.job_id))
+        lead += (
+            f'<p class="note">{len(sharing)} jobs share this best value (jobs {_e(ids)}): the'
+            " search cannot tell them apart, and which one is listed first is arbitrary."
+            f" <code>rl-relay reevaluate {_e(results.directory)} --top {len(sharing)}</code>"
+            " re-trains each on fresh seeds and says which to use.</p>"
+        )
     settings = "".join(
         f"<li><code>{_e(h)}</code> = <code>{_e(best.settings.get(h, '–'))}</code></li>"
         for h in results.hyperparameters
