@@ -232,6 +232,12 @@ def test_an_early_stopping_search_chains_its_trainings_and_evaluates_each_rung(t
         "rule": "optuna", "pruner": "median", "n_startup_trials": 10, "n_warmup_steps": 1,
     }  # fmt: skip
     assert "reward_window" not in pruned["fixed_params"]  # the rung's evaluation alone
+    # as rl_zoo3: the pruner waits for as many trials as the sampler draws at random
+    two_runs = rl_relay_settings(
+        search(16, 10_000, 10, 2, 101, 1), "tpe@2~pruned", tmp_path, "search"
+    )
+    assert two_runs["optimization_setting"]["number_of_samples"] == 8
+    assert two_runs["early_stopping"]["n_startup_trials"] == 5  # 10 of 16 -> 5 of 8
     # ~late: the last 2 of the 4 iteration-end evaluations, read back across iterations
     late = rl_relay_settings(search_, "tpe~late~pruned", tmp_path, "search")["fixed_params"]
     assert (late["config.rl_common_config.evaluations"], late["reward_window"]) == (4, 2)

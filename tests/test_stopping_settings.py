@@ -12,6 +12,7 @@ from rl_relay.stopping.settings import (
     job_params,
     section_problems,
     whole_file_problems,
+    whole_file_warnings,
 )
 
 
@@ -74,6 +75,57 @@ def test_sections_that_cannot_work_in_this_file(whole, key, words) -> None:
     found = dict(whole_file_problems(whole))
     key = f"early_stopping.{key}" if key else "early_stopping"
     assert key in found and words in found[key], found
+
+
+@pytest.mark.parametrize(
+    ("section", "optimizer", "key", "last_that_stops"),
+    [
+        # ASHA's rung counts the deciding job's own score: 8 scores at a rung of 8 jobs
+        ({"rule": "asha", "min_jobs_per_rung": 9}, "genetic", "min_jobs_per_rung", 8),
+        # the median rule and Optuna's MedianPruner wait for that many *other* jobs to finish
+        ({"rule": "median", "startup_jobs": 8}, "genetic", "startup_jobs", 7),
+        ({"rule": "optuna", "n_startup_trials": 10}, "tpe", "n_startup_trials", 7),
+        ({"rule": "optuna"}, "tpe", "n_startup_trials", 7),  # Optuna's default 5 of 8: fine
+    ],
+)
+def test_a_start_up_count_no_search_of_this_size_reaches_is_a_warning(
+    section: dict, optimizer: str, key: str, last_that_stops: int
+) -> None:
+    """The trap 2 runs per job sets: 8 jobs where the zoo's pruner waits for 10 trials."""
+    whole = settings(section, optimizer)
+    whole["optimization_setting"]["number_of_samples"] = 8
+    needed = {**section}.get(key)
+    warned = dict(whole_file_warnings(whole))
+    if needed is None or needed <= last_that_stops:
+        assert warned == {}
+    else:
+        assert whole_file_problems(whole) == []  # it runs: a warning, not a refusal
+        assert "number_of_samples is 8" in warned[f"early_stopping.{key}"]
+        assert "no job would stop" in warned[f"early_stopping.{key}"]
+    for fits in (section | {key: last_that_stops}, section | {key: 1}):
+        assert whole_file_warnings(settings(fits, optimizer) | {
+            "optimization_setting": {"number_of_samples": 8},
+        }) == []  # fmt: skip
+    # hyperband and successive halving have no start-up count; no section, no warning
+    halving = settings({"rule": "optuna", "pruner": "successive_halving"}, "tpe")
+    assert whole_file_warnings(halving | {"optimization_setting": {"number_of_samples": 1}}) == []
+    assert whole_file_warnings({"optimization_setting": {"number_of_samples": 1}}) == []
+
+
+def test_check_warns_of_early_stopping_that_stops_nothing(tmp_path: Path) -> None:
+    from conftest import rl_relay, stand_in_settings
+
+    path = stand_in_settings(tmp_path, samples=4, training_iterations=3)
+    data = json.loads(path.read_text())
+    data["early_stopping"] = {"rule": "median", "startup_jobs": 5}
+    path.write_text(json.dumps(data))
+    check = rl_relay("check", "--local", str(path))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "early_stopping.startup_jobs" in check.stdout
+    assert "no job would stop" in check.stdout and "see the warnings" in check.stdout
+    # the same search with room for the rule: no warning
+    fits = rl_relay("check", "--local", str(path), "optimization_setting.number_of_samples=6")
+    assert fits.returncode == 0 and "no job would stop" not in fits.stdout, fits.stdout
 
 
 def test_no_section_no_problem_and_no_parameters(tmp_path: Path) -> None:

@@ -297,6 +297,10 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         )
     if m.stopping:  # the same total training, in chained iterations whose ends are rungs
         settings["early_stopping"] = dict(STOPPING[m.stopping])
+        if m.stopping == "pruned":  # rl_zoo3 prunes after as many trials as its sampler
+            # starts at random: 5 of 8 jobs with @2 where 10 of 8 would never prune
+            startup = settings["optimizer_settings"]["n_startup_trials"]
+            settings["early_stopping"]["n_startup_trials"] = startup
         settings["fixed_params"].update(
             {
                 "training_iterations": STOPPING_ITERATIONS,

@@ -36,6 +36,7 @@ from rl_relay.container import runtime as container
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
 from rl_relay.settings_file import load_settings, load_written_settings
 from rl_relay.stopping.settings import whole_file_problems as stopping_problems
+from rl_relay.stopping.settings import whole_file_warnings as stopping_warnings
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,14 @@ def check_container(ctx: Context) -> list[Problem]:
     return found
 
 
+def check_stopping(ctx: Context) -> list[Problem]:
+    """The early_stopping section; one that can never stop a job only warns."""
+    found = [Problem(ctx.at(k), w) for k, w in stopping_problems(ctx.settings)]
+    return found + [
+        Problem(ctx.at(k), w, warning=True) for k, w in stopping_warnings(ctx.settings)
+    ]
+
+
 def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
     """All checks; returns the problems and the names of the checks passed and skipped.
 
@@ -169,7 +178,7 @@ def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
         (
             "early stopping",
             ("early_stopping", "optimizer_str", "fixed_params"),
-            lambda: [Problem(ctx.at(k), w) for k, w in stopping_problems(ctx.settings)],
+            lambda: check_stopping(ctx),
         ),
         (
             f"cluster_requirements for {ctx.engine}",

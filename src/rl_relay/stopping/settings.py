@@ -170,6 +170,50 @@ def whole_file_problems(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+#: rule (or Optuna pruner) -> the setting that counts jobs before any can stop, and whether
+#: the deciding job is one of them (ASHA's rung counts its own score; the others wait for
+#: that many *other* jobs to finish)
+_STARTUP = {
+    "asha": ("min_jobs_per_rung", True),
+    "median": ("startup_jobs", False),
+    "optuna.median": ("n_startup_trials", False),
+}
+
+
+def whole_file_warnings(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What runs but stops nothing: a start-up count that ``number_of_samples`` never reaches.
+
+    The search then trains every job to the end in chained iterations, paying for the
+    boundaries and saving nothing; easy to fall into when 2 learning runs per job halve the
+    jobs and the count stays the zoo's 10. A warning, not a refusal: continuing the search
+    with more samples lets it stop jobs later.
+    """
+    if SECTION not in settings or whole_file_problems(settings):
+        return []
+    section = settings[SECTION]
+    rule = section["rule"]
+    name = f"optuna.{section.get('pruner', 'median')}" if rule == "optuna" else rule
+    if name not in _STARTUP:
+        return []
+    key, counts_itself = _STARTUP[name]
+    needed = filled(section)[key]
+    samples = (settings.get("optimization_setting") or {}).get("number_of_samples")
+    if not _is_int(samples) or samples < 1:
+        return []  # cluster_utils' own check reports it
+    if (needed > samples) if counts_itself else (needed >= samples):
+        before = "jobs at a rung" if counts_itself else "jobs to train to the end"
+        return [
+            (
+                f"{SECTION}.{key}",
+                f"is {needed}, but optimization_setting.number_of_samples is {samples}: the"
+                f" rule waits for {needed} {before} before it stops any, so no job would"
+                f" stop; lower {key} (e.g. to {max(1, samples // 2)}) or raise"
+                " number_of_samples",
+            )
+        ]
+    return []
+
+
 @dataclass(frozen=True)
 class StoppingSpec:
     """What a job needs to know to decide at its boundaries."""
