@@ -165,3 +165,33 @@ def test_a_confirmation_on_new_seeds_is_reported_apart(tmp_path, monkeypatch) ->
     assert (tmp_path / "cartpole" / "hpo_quality.md").read_text() == full  # untouched
     with open(tmp_path / "cartpole" / "hpo_quality_from_r4.csv", newline="") as f:
         assert {r["repeat"] for r in csv.DictReader(f)} == {"4", "5"}
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse2 avx2 fma avx512f avx512_fp16 amx_tile
+
+processor\t: 1
+model name\t: Another CPU
+flags\t\t: fpu sse2
+"""
+
+
+def test_each_search_records_the_cpu_its_reevaluation_trained_on(tmp_path) -> None:
+    """Re-evaluations repeat exactly on one machine, not across CPUs whose kernels differ: a
+    saved search says which CPU and torch kernel level gave its rewards."""
+    from bench.hpo_quality.outcome import cpu_of, host
+
+    assert cpu_of(CPUINFO) == {
+        "cpu": "Intel(R) Xeon(R) Processor",
+        "features": ["avx2", "fma", "avx512f", "avx512_fp16", "amx_tile"],
+    }
+    assert cpu_of("") == {"cpu": "", "features": []}
+    here = host()
+    assert here["torch_cpu_capability"] and here["torch"].startswith("2.")
+    saved = Outcome("pendulum", "zoo", 0, estimate=-160.0, reeval_rewards=[-150.0], host=here)
+    (tmp_path / "s.json").write_text(json.dumps(saved.to_json()))
+    assert Outcome.from_json(json.loads((tmp_path / "s.json").read_text())) == saved
+    older = {k: v for k, v in saved.to_json().items() if k != "host"}  # saved before 12-06
+    assert Outcome.from_json(older).host == {}

@@ -37,7 +37,7 @@ from rl_relay.metrics import DEFAULT_REWARD_COLUMN
 from . import REPO
 from .cost import expected_seconds
 from .methods import RL_RELAY_METHODS, ZOO_METHODS, is_known, parse_method
-from .outcome import SEARCH_SEED, Outcome
+from .outcome import SEARCH_SEED, Outcome, host
 from .report import report
 from .runs import Env, Search, availability, reevaluate, rl_relay_search, zoo_search
 from .space import restrict, space_of
@@ -271,6 +271,7 @@ def run_one(
             logger.info("%s repeat %d: re-evaluating %s", method, repeat, outcome.overrides)
             start = time.perf_counter()
             reevaluate(search, outcome, args.reeval_seeds, work, env, REEVAL_SEED)
+            outcome.host = host()
             logger.info("re-evaluation took %.0f s", time.perf_counter() - start)
     except (OSError, ValueError, KeyError) as err:
         outcome = Outcome(args.task, method, repeat, "failed", f"{type(err).__name__}: {err}")

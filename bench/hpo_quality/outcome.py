@@ -29,6 +29,44 @@ ZOO_STEPS_COLUMN = "user_attrs_" + ENV_STEPS_ATTR
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
 
 
+#: the CPU features that decide which kernels torch (and its oneDNN) run, so which float
+#: path a training takes
+KERNEL_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_of(cpuinfo: str) -> dict[str, Any]:
+    """The CPU model and its ``KERNEL_FEATURES`` from the text of ``/proc/cpuinfo``."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, colon, value = line.partition(":")
+        if not colon:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpu": fields.get("model name", ""),
+        "features": [f for f in KERNEL_FEATURES if f in flags],
+    }
+
+
+def host() -> dict[str, Any]:
+    """This machine as far as a training's floats go: the CPU and torch's kernel level."""
+    try:
+        found = cpu_of(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        found = {"cpu": "", "features": []}
+    try:
+        import torch
+
+        found["torch"] = torch.__version__
+        found["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        pass
+    return found
+
+
 @dataclass
 class Outcome:
     """One search (a method in one repeat) and the re-evaluation of what it chose."""
@@ -45,6 +83,9 @@ class Outcome:
     overrides: dict[str, Any] = field(default_factory=dict)
     reeval_rewards: list[float] = field(default_factory=list)
     reeval_env_steps: int = 0
+    #: the machine the re-evaluation trained on (``host()``): the same configuration and
+    #: seeds give the same rewards on one machine but not across CPUs of another kind
+    host: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

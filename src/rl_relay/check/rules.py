@@ -154,9 +154,7 @@ def check_container(ctx: Context) -> list[Problem]:
 def check_stopping(ctx: Context) -> list[Problem]:
     """The early_stopping section; one that can never stop a job only warns."""
     found = [Problem(ctx.at(k), w) for k, w in stopping_problems(ctx.settings)]
-    return found + [
-        Problem(ctx.at(k), w, warning=True) for k, w in stopping_warnings(ctx.settings)
-    ]
+    return found + [Problem(ctx.at(k), w, warning=True) for k, w in stopping_warnings(ctx.settings)]
 
 
 def run_checks(ctx: Context) -> tuple[list[Problem], list[str], list[str]]:
