@@ -121,15 +121,16 @@ def test_a_local_pbt_is_complete_consistent_and_reproducible(tmp_path: Path) -> 
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    (replay,) = (results / "reevaluation" / "working_directories").iterdir()
-    schedule = read_json(replay / "settings.json")["replay_schedule"]
-    expected = {}
-    for start, values in schedule:
-        for iteration in range(start, ITERATIONS):
-            expected[iteration] = dict(values)["config.rl_config.learning_rate"]
-    for run in range(2):
+    replays = sorted((results / "reevaluation" / "working_directories").iterdir())
+    assert len(replays) == 2  # each run its own job
+    for replay in replays:
+        schedule = read_json(replay / "settings.json")["replay_schedule"]
+        expected = {}
+        for start, values in schedule:
+            for iteration in range(start, ITERATIONS):
+                expected[iteration] = dict(values)["config.rl_config.learning_rate"]
         for iteration in range(ITERATIONS):
-            rl = read_json(replay / f"run_{run}.{iteration}-0" / "config" / "rl_config.json")
+            rl = read_json(replay / f"run_0.{iteration}-0" / "config" / "rl_config.json")
             assert rl["learning_rate"] == pytest.approx(expected[iteration])
     # the same settings and seed again: the very same decisions
     again = run_pbt(tmp_path / "b")

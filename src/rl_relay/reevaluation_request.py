@@ -72,15 +72,18 @@ def request_record(
     base_seed: int,
     now: str,
     previous: Mapping[str, Any] | None = None,
+    runs_per_job: int | None = None,
 ) -> dict[str, Any]:
-    """``request.json``: the request, the base seed its jobs' seeds come from (kept when it
-    is continued), when it was first and last started (``now``, ISO 8601 UTC)."""
+    """``request.json``: the request, the base seed its jobs' seeds come from and how many
+    runs each job trains (both kept when it is continued: they number its jobs), when it was
+    first and last started (``now``, ISO 8601 UTC)."""
     first = (previous or {}).get("first_started")
     return {
         "version": REQUEST_VERSION,
         "identity": dict(wanted),
         "top": top,
         "base_seed": base_seed,
+        **({"runs_per_job": runs_per_job} if runs_per_job is not None else {}),
         "first_started": first if isinstance(first, str) else now,
         "last_started": now,
     }

@@ -1,11 +1,13 @@
 """Re-run an HPO's best configurations on fresh seeds: the honest score.
 
-    rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--local] [--dry-run] ['key=value' ...]
+    rl-relay reevaluate RESULTS_DIR [--top K] [--runs M] [--runs-per-job N] [--local]
+        [--dry-run] ['key=value' ...]
 
 Takes the K best jobs of a finished (or running) HPO, reads each one's exact parameter
 values from its ``settings.json``, and runs them again through cluster_utils'
 ``grid_search`` with the search's own settings (recorded by ``rl-relay hpo``), M learning
-runs each, on seeds that no job of the search used, on the search's backend. Writes
+runs each (each in its own job unless ``--runs-per-job``), on seeds that no job of the search
+used, on the search's backend. Writes
 ``RESULTS_DIR/reevaluation/summary.csv`` (re-evaluated mean, std and 95% confidence
 interval beside the search's estimate), prints the table and which configuration it
 recommends. Started again with the same request (configurations, runs, overrides), it
@@ -74,6 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results_dir", type=Path, metavar="RESULTS_DIR")
     parser.add_argument("--top", type=int, default=3, help="configurations to re-run (3)")
     parser.add_argument("--runs", type=int, default=5, help="learning runs per configuration (5)")
+    parser.add_argument(
+        "--runs-per-job",
+        type=int,
+        default=None,
+        metavar="N",
+        help="learning runs in each job, one after another; must divide --runs (1: every run"
+        " its own job, side by side; a continued re-evaluation keeps its own)",
+    )
     add_local_argument(
         parser,
         "cluster_utils' local backend even where sbatch/condor_q exist (as rl-relay hpo"
@@ -249,6 +259,11 @@ def _earlier(results: ResultsPaths) -> list[Earlier]:
     return found
 
 
+def _job_order(wd: Path) -> tuple[int, str]:
+    """Job directories by number (``2`` before ``10``), anything else after them."""
+    return (int(wd.name), "") if wd.name.isdigit() else (sys.maxsize, wd.name)
+
+
 def _evaluated(
     reevaluation: ReevaluationPaths, candidates: list, max_attempts: int
 ) -> list[Evaluated]:
@@ -256,7 +271,8 @@ def _evaluated(
     their runs that gave up (``max_attempts`` failed attempts)."""
     by_search_job: dict[int, Evaluated] = {c.job_id: Evaluated(c, []) for c in candidates}
     root = reevaluation.working_dirs
-    for wd in sorted(root.glob("*")) if root.is_dir() else []:
+    # in job order (a configuration's runs are spread over jobs: its seeds in the order run)
+    for wd in sorted(root.glob("*"), key=_job_order) if root.is_dir() else []:
         what_to_do = f"restore it, or move {wd} away (that re-evaluation job then runs again)"
         settings_file = wd / JOB_SETTINGS
         settings = _read_json(settings_file) if settings_file.exists() else {}
@@ -281,11 +297,12 @@ def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def _choice_text(candidates: list[Candidate], runs: int, base: int) -> str:
+def _choice_text(candidates: list[Candidate], runs: int, base: int, per_job: int) -> str:
     """What a re-evaluation would run (``--dry-run``)."""
+    jobs = len(candidates) * (runs // per_job)
     lines = [
         f"Would re-evaluate {len(candidates)} configuration(s) x {runs} runs on fresh seeds"
-        f" (base seed {base}):"
+        f" (base seed {base}), in {jobs} job(s) of {per_job} run(s):"
     ]
     for c in candidates:
         values = ", ".join(f"{k}={v!r}" for k, v in c.values.items())
@@ -305,6 +322,7 @@ class Prepared:
     choice: Choice
     target: ReevaluationPaths
     base_seed: int
+    runs_per_job: int
     settings: dict[str, Any]
     max_attempts: int
     minimize: bool
@@ -332,13 +350,29 @@ def _prepare(args: argparse.Namespace) -> Prepared:
     choice = choose_directory(wanted, earlier, args.fresh)
     target = results.reevaluation(choice.number)
     max_attempts = int(hpo.get("fixed_params", {}).get("max_attempts", 3))
+    per_job = args.runs_per_job or 1
     if choice.continues and choice.same is not None and choice.same.request is not None:
         base = int(choice.same.request["base_seed"])  # the seeds its jobs already have
+        # its jobs are numbered as they were started: one job per configuration before
+        # rl-relay recorded runs_per_job
+        kept = int(choice.same.request.get("runs_per_job", args.runs))
+        if args.runs % kept:
+            raise ReevaluationError(
+                f"{target.request} is corrupt at 'runs_per_job': {kept} does not divide the"
+                f" request's {args.runs} runs; restore it, or start over with --fresh"
+            )
+        if args.runs_per_job not in (None, kept):
+            print(
+                f"Note: {target.dir.name}/ was started with {kept} run(s) per job and"
+                f" continues so; --fresh starts it over with --runs-per-job {per_job}."
+            )
+        per_job = kept
     else:
-        base = fresh_base_seed(_search_seeds(results), len(candidates), args.runs, max_attempts)
+        jobs = len(candidates) * (args.runs // per_job)
+        base = fresh_base_seed(_search_seeds(results), jobs, per_job, max_attempts)
     local = args.local or bool(record.get("local"))
     settings = grid_settings(
-        hpo, candidates, args.runs, base, str(results.root), target.dir.name, local=local
+        hpo, candidates, args.runs, base, str(results.root), target.dir.name, local, per_job
     )
     for key, value in overrides:
         set_dotted(settings, key, value)
@@ -357,6 +391,7 @@ def _prepare(args: argparse.Namespace) -> Prepared:
         choice=choice,
         target=target,
         base_seed=base,
+        runs_per_job=per_job,
         settings=settings,
         max_attempts=attempts,
         minimize=minimize,
@@ -379,7 +414,9 @@ def _start(prepared: Prepared, top: int) -> str:
         ) from None
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
     previous = choice.same.request if choice.continues and choice.same is not None else None
-    request = request_record(prepared.wanted, top, prepared.base_seed, now, previous)
+    request = request_record(
+        prepared.wanted, top, prepared.base_seed, now, previous, prepared.runs_per_job
+    )
     atomic_write_json(target.request, request)
     atomic_write_json(target.settings, plain(prepared.settings))
     return announcement(
@@ -415,6 +452,14 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1 or args.runs < 2:
         print("rl-relay reevaluate: --top must be >= 1 and --runs >= 2", file=sys.stderr)
         return exit_codes.FAILURE
+    if args.runs_per_job is not None and (args.runs_per_job < 1 or args.runs % args.runs_per_job):
+        print(
+            f"rl-relay reevaluate: --runs-per-job {args.runs_per_job} must be a whole number"
+            f" >= 1 that divides --runs {args.runs} (e.g. 1, or {args.runs} for one job per"
+            " configuration)",
+            file=sys.stderr,
+        )
+        return exit_codes.FAILURE
     try:
         require_supported()  # before anything is written
     except UnsupportedClusterUtils as err:
@@ -426,7 +471,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         prepared = _prepare(args)
         if args.dry_run:
-            print(_choice_text(prepared.candidates, args.runs, prepared.base_seed))
+            print(
+                _choice_text(
+                    prepared.candidates, args.runs, prepared.base_seed, prepared.runs_per_job
+                )
+            )
             return exit_codes.SUCCESS
         workdir = Path(prepared.record.get("cwd", "."))
         if workdir.is_dir() and workdir.resolve() != Path.cwd().resolve():

@@ -190,14 +190,22 @@ def grid_settings(
     results_dir: str,
     name: str,
     local: bool,
+    runs_per_job: int = 1,
 ) -> dict[str, Any]:
-    """cluster_utils ``grid_search`` settings that run exactly the candidates, each once,
-    ``runs`` learning runs per job, with the search's settings otherwise.
+    """cluster_utils ``grid_search`` settings that run exactly the candidates, ``runs``
+    learning runs each, ``runs_per_job`` of them in each job, with the search's settings
+    otherwise.
 
+    One run per job by default: a job's runs train one after another, so the runs of a
+    configuration in one job take ``runs`` trainings' time on one core where the backend
+    could run them side by side. The grid is repeated (cluster_utils' ``restarts``) once per
+    job of a configuration; every job has its own number, so its own job-scoped seeds.
     ``results_dir`` must be absolute: cluster_utils joins a relative one onto $HOME.
     """
     if not PurePath(results_dir).is_absolute():
         raise ValueError(f"results_dir must be absolute, not {results_dir!r}")
+    if runs_per_job < 1 or runs % runs_per_job:
+        raise ValueError(f"runs_per_job ({runs_per_job}) must divide runs ({runs})")
     names = list(candidates[0].values)
     keep = (
         "script_relative_path",
@@ -211,7 +219,7 @@ def grid_settings(
     settings: dict[str, Any] = {k: copy.deepcopy(hpo[k]) for k in keep if k in hpo}
     fixed = copy.deepcopy(dict(hpo.get("fixed_params", {})))
     for key, value in (
-        ("learning_runs_per_job", runs),
+        ("learning_runs_per_job", runs_per_job),
         ("seed", base_seed),
         ("seed_scope", "job"),
     ):
@@ -232,7 +240,7 @@ def grid_settings(
                     "values": [[*(c.values[n] for n in names), c.job_id] for c in candidates],
                 }
             ],
-            "restarts": 1,
+            "restarts": runs // runs_per_job,
             "remove_working_dirs": False,
             "load_existing_results": True,
             "no_user_interaction": True,
