@@ -94,7 +94,7 @@ def test_a_start_up_count_no_search_of_this_size_reaches_is_a_warning(
     """The trap 2 runs per job sets: 8 jobs where the zoo's pruner waits for 10 trials."""
     whole = settings(section, optimizer)
     whole["optimization_setting"]["number_of_samples"] = 8
-    needed = {**section}.get(key)
+    needed = section.get(key)
     warned = dict(whole_file_warnings(whole))
     if needed is None or needed <= last_that_stops:
         assert warned == {}

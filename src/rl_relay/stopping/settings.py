@@ -191,12 +191,13 @@ def whole_file_warnings(settings: Mapping[str, Any]) -> list[tuple[str, str]]:
     if SECTION not in settings or whole_file_problems(settings):
         return []
     section = settings[SECTION]
+    values = filled(section)
     rule = section["rule"]
-    name = f"optuna.{section.get('pruner', 'median')}" if rule == "optuna" else rule
+    name = f"optuna.{values['pruner']}" if rule == "optuna" else rule
     if name not in _STARTUP:
         return []
     key, counts_itself = _STARTUP[name]
-    needed = filled(section)[key]
+    needed = values[key]
     samples = (settings.get("optimization_setting") or {}).get("number_of_samples")
     if not _is_int(samples) or samples < 1:
         return []  # cluster_utils' own check reports it
