@@ -110,6 +110,19 @@ def test_a_pick_that_leaves_too_few_search_jobs_exits_1_saying_so(capsys) -> Non
     assert "cem+2x2: 4 trainings leave fewer than 2 search jobs" in capsys.readouterr().err
 
 
+def test_a_pick_counts_against_the_share_of_the_budget_an_early_stopping_search_has(
+    capsys,
+) -> None:
+    """32 trainings at 80% are 25; +3x4 keeps 12 of them for its re-runs: 13 search jobs."""
+    assert parse_args(["--methods", "tpe+3x4~pruned%80"]).methods == ["tpe+3x4~pruned%80"]
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--methods", "tpe+3x4~pruned%40"])  # 12 trainings: all are re-runs
+    assert exit_.value.code == 1
+    assert "tpe+3x4~pruned%40: 12 trainings leave fewer than 3 search jobs" in (
+        capsys.readouterr().err
+    )
+
+
 def test_pbt_is_a_row_saying_why_it_is_not_compared() -> None:
     from bench.hpo_quality.runs import Env, availability
 
@@ -131,6 +144,8 @@ def test_pbt_is_a_row_saying_why_it_is_not_compared() -> None:
          " 80% of the env steps"),
         ("tpe~late~pruned%80", "pruned", 80, "TPE, late-window score, Optuna's median pruner,"
          " 80% of the env steps"),
+        ("tpe+3x2~pruned%95", "pruned", 95, "TPE, best 3 re-run 2 times, Optuna's median"
+         " pruner, 95% of the env steps"),
     ],
 )  # fmt: skip
 def test_early_stopping_methods_are_read_and_named(name, stopping, share, readable) -> None:
@@ -141,8 +156,8 @@ def test_early_stopping_methods_are_read_and_named(name, stopping, share, readab
 
 @pytest.mark.parametrize(
     "name",
-    ["cem~pruned", "cem~asha~median", "cem%50", "cem~asha%0", "cem~asha%101", "cem+2x2~asha",
-     "zoo~asha", "zoo~late~asha"],
+    ["cem~pruned", "cem~asha~median", "cem%50", "cem~asha%0", "cem~asha%101", "cem+2x2~pruned",
+     "zoo~asha", "zoo~late~asha", "zoo+2x2~pruned"],
 )  # fmt: skip
 def test_early_stopping_methods_that_cannot_run_are_unknown(name: str) -> None:
     assert not is_known(name)

@@ -74,7 +74,8 @@ class Method:
     learned early and stayed good beats one that got a lucky last snapshot.
     ``~asha``, ``~median``, ``~pruned``: each training is split into chained iterations whose
     boundaries are rungs where poor jobs stop (docs/early_stopping.md); the search runs more
-    jobs until it has used ``%P`` percent of the zoo's nominal budget. With them ``~late``
+    jobs until it has used ``%P`` percent of the zoo's nominal budget (with ``+KxM``, less the
+    re-runs' trainings, which that budget includes). With them ``~late``
     scores a run (and each rung) by the mean of its last 2 iteration-end evaluations, read
     back across its iterations.
     """
@@ -165,8 +166,8 @@ def is_known(name: str) -> bool:
         return False
     if m.base in ZOO_METHODS:
         return m == Method(m.base)
-    if m.stopping and (m.picks or (m.stopping == "pruned" and m.base != "tpe")):
-        return False  # +KxM scores differently; Optuna's pruner needs tpe's study
+    if m.stopping == "pruned" and m.base != "tpe":
+        return False  # Optuna's pruner needs tpe's study
     return m.base in RL_RELAY_METHODS
 
 

@@ -327,6 +327,22 @@ def _job_dirs(parent: Path) -> list[Path]:
     return [d for d in parent.glob("*") if d.is_dir()]
 
 
+def search_budget(s: Search, m: Method) -> int:
+    """Env steps an early-stopping search may use: ``%P`` of the zoo's nominal budget, less
+    the trainings ``+KxM`` keeps for its re-runs (they are part of that budget)."""
+    return s.trials * s.budget * m.share // 100 - m.pick_trainings * s.budget
+
+
+def more_samples(target: int, job_steps: list[int]) -> int:
+    """How many jobs to add so that a search that used ``job_steps`` (env steps per job so
+    far) fills ``target`` at its mean cost per job; 0 once less than one job's cost is left."""
+    used = sum(job_steps)
+    per_job = used / max(len(job_steps), 1)
+    if per_job <= 0 or target - used < per_job:
+        return 0
+    return int((target - used) // per_job)
+
+
 def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool) -> Outcome:
     """One cluster_utils search with the local backend, seeded, from the repository root."""
     outcome = Outcome(s.task, method, s.repeat)
@@ -341,7 +357,7 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
     results = ResultsPaths(work / name)
     m = parse_method(method)
     samples = json.loads(settings_file.read_text())["optimization_setting"]["number_of_samples"]
-    target = s.trials * s.budget * m.share // 100
+    target = search_budget(s, m)
     for round_ in range(MAX_ROUNDS):
         override = f"optimization_setting.number_of_samples={samples}"
         seed = str(s.seed + 1000 * round_)  # a continued driver draws new random numbers
@@ -352,11 +368,10 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
             break
         # early stopping frees env steps: more jobs until the budget is used (rl-relay hpo
         # continues the same search, telling the optimiser every result it had)
-        used = sum(job_env_steps(d) for d in jobs)
-        per_job = used / max(len(jobs), 1)
-        if target - used < per_job:
+        more = more_samples(target, [job_env_steps(d) for d in jobs])
+        if not more:
             break
-        samples += max(1, int((target - used) // per_job))
+        samples += more
     outcome.wall_seconds = time.perf_counter() - started
     if code != 0 or not results.all_data.exists():
         outcome.status, outcome.detail = "failed", f"exit {code}: {tail(work / 'search.log')}"
