@@ -247,12 +247,13 @@ def test_an_early_stopping_search_chains_its_trainings_and_evaluates_each_rung(t
 
 def test_an_early_stopping_search_adds_jobs_until_its_share_less_its_re_runs_is_used() -> None:
     from bench.hpo_quality.methods import parse_method
-    from bench.hpo_quality.runs import more_samples, search_budget
+    from bench.hpo_quality.runs import more_samples
 
     s = search(32, 10_000, 5, 1, 101, 1)
-    assert search_budget(s, parse_method("tpe~pruned%80")) == 256_000
+    assert parse_method("tpe~pruned%80").search_share(s.trials, s.budget) == 256_000
     # +3x2: its 6 re-runs of 10,000 env steps are part of the 95%
-    assert search_budget(s, parse_method("tpe+3x2~pruned%95")) == 304_000 - 60_000
+    assert parse_method("tpe+3x2~pruned%95").search_share(s.trials, s.budget) == 304_000 - 60_000
+    assert parse_method("tpe+3x2~pruned%95").search_share(s.trials) == 30 - 6  # in trainings
     # 26 jobs used 6,000 each (some stopped): 88,000 left are 14 more at that cost
     assert more_samples(244_000, [6_000] * 26) == 14
     assert more_samples(244_000, [6_000] * 40) == 0  # over: none

@@ -149,8 +149,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.methods:
         m = parse_method(name)
         runs = m.runs_per_job or args.runs_per_job
-        trainings = args.trials * m.share // 100  # %P: the share of the budget it may use
-        if m.picks and (trainings - m.pick_trainings) // runs < m.top:
+        if m.picks and m.search_share(args.trials) // runs < m.top:
+            trainings = args.trials * m.share // 100  # %P: the share of the budget it may use
             p.error(
                 f"{name}: {trainings} trainings leave fewer than {m.top} search jobs after"
                 f" the {m.pick_trainings} of +{m.top}x{m.reruns}; use a smaller K x M"

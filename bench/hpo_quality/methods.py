@@ -101,6 +101,12 @@ class Method:
     def pick_trainings(self) -> int:
         return self.top * self.reruns
 
+    def search_share(self, trials: int, unit: int = 1) -> int:
+        """What the search itself may use of ``trials`` trainings of ``unit`` env steps each
+        (in trainings by default): ``%P`` of them, less the ``+KxM`` re-runs, which are part
+        of that budget."""
+        return trials * unit * self.share // 100 - self.pick_trainings * unit
+
     @property
     def label(self) -> str:
         """The readable name: the base's, then each part, e.g. "TPE, 2 runs per job"."""

@@ -327,12 +327,6 @@ def _job_dirs(parent: Path) -> list[Path]:
     return [d for d in parent.glob("*") if d.is_dir()]
 
 
-def search_budget(s: Search, m: Method) -> int:
-    """Env steps an early-stopping search may use: ``%P`` of the zoo's nominal budget, less
-    the trainings ``+KxM`` keeps for its re-runs (they are part of that budget)."""
-    return s.trials * s.budget * m.share // 100 - m.pick_trainings * s.budget
-
-
 def more_samples(target: int, job_steps: list[int]) -> int:
     """How many jobs to add so that a search that used ``job_steps`` (env steps per job so
     far) fills ``target`` at its mean cost per job; 0 once less than one job's cost is left."""
@@ -357,7 +351,7 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
     results = ResultsPaths(work / name)
     m = parse_method(method)
     samples = json.loads(settings_file.read_text())["optimization_setting"]["number_of_samples"]
-    target = search_budget(s, m)
+    target = m.search_share(s.trials, s.budget)  # in env steps
     for round_ in range(MAX_ROUNDS):
         override = f"optimization_setting.number_of_samples={samples}"
         seed = str(s.seed + 1000 * round_)  # a continued driver draws new random numbers
