@@ -709,3 +709,21 @@ def test_a_reevaluation_made_before_requests_were_recorded_is_never_continued(
     (results / "reevaluation-2" / "request.json").write_text('{"identity": 3}')
     third = reevaluate(results, "--top", "1", "--runs", "2", "--local")
     assert_one_message(third, "reevaluation-2/request.json is corrupt", "move ")
+
+
+def test_a_stopped_jobs_shorter_training_is_said_in_its_own_counts() -> None:
+    from rl_relay.reevaluate.command import _stopped_after, _was_stopped
+    from rl_relay.report.model import JobInfo
+
+    two_runs = JobInfo(
+        1,
+        None,
+        metrics={"iterations_done": 2.0, "stopped_early": 1.0, "learning_runs": 2.0},
+        planned_iterations=3,
+    )
+    assert _was_stopped(two_runs)
+    assert _stopped_after(two_runs) == "after 2 of 6 training iterations over its 2 runs"
+    # a search from before the columns existed (all_data.csv holds NaN): not marked, no crash
+    older = JobInfo(2, None, metrics={"iterations_done": math.nan, "stopped_early": math.nan})
+    assert not _was_stopped(older)
+    assert _stopped_after(older) == "before its last training iteration"

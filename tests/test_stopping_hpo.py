@@ -210,6 +210,10 @@ def test_reevaluate_trains_a_stopped_jobs_configuration_to_the_end(tmp_path: Pat
     assert code == 0, output
     assert all(float(row[STOPPED_EARLY]) == 1 for row in jobs(tmp_path))
     results = str(results_dir(tmp_path))
+    dry = rl_relay("reevaluate", results, "--top", "1", "--runs", "2", "--local", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    # its estimate is a shorter training's: the user is told before anything runs
+    assert f"after 1 of {ITERATIONS} training iterations: early stopping ended" in dry.stdout
     done = rl_relay("reevaluate", results, "--top", "1", "--runs", "2", "--local")
     assert done.returncode == 0, done.stdout + done.stderr
     reruns = list((results_dir(tmp_path) / "reevaluation").rglob("metrics.csv"))

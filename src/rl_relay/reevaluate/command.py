@@ -28,9 +28,9 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rl_relay import exit_codes
 from rl_relay.atomic import atomic_path, atomic_write_json, atomic_write_text
@@ -42,7 +42,7 @@ from rl_relay.layout import (
     ReevaluationPaths,
     ResultsPaths,
 )
-from rl_relay.metrics import DEFAULT_METRIC
+from rl_relay.metrics import DEFAULT_METRIC, ITERATIONS_DONE, LEARNING_RUNS, STOPPED_EARLY
 from rl_relay.paramtree import lookup, plain, set_dotted
 from rl_relay.reevaluate.stats import (
     REEVALUATION_OF,
@@ -68,6 +68,9 @@ from rl_relay.reevaluation_request import (
 )
 from rl_relay.settings_file import add_local_argument
 from rl_relay.validation import load_schema, problems
+
+if TYPE_CHECKING:
+    from rl_relay.report.model import JobInfo
 
 logger = logging.getLogger("rl_relay.reevaluate.command")
 
@@ -195,7 +198,24 @@ def _candidates(results: ResultsPaths, hpo: dict[str, Any], top: int) -> tuple[l
     names = [item["param"] for item in hpo.get("optimized_params", [])]
     if not names:
         raise ReevaluationError("the search optimised no parameter; nothing to choose from")
-    return choose(ranked, settings_of, names, top)
+    chosen, note = choose(ranked, settings_of, names, top)
+    stopped = {j.job_id: _stopped_after(j) for j in loaded.jobs if _was_stopped(j)}
+    return [replace(c, stopped=stopped.get(c.job_id)) for c in chosen], note
+
+
+def _was_stopped(job: JobInfo) -> bool:
+    return job.metrics.get(STOPPED_EARLY) == 1  # NaN or missing (older searches): not stopped
+
+
+def _stopped_after(job: JobInfo) -> str:
+    """How far a stopped job trained, as ``iterations_done`` counts it (over all its runs)."""
+    done, runs = job.value(ITERATIONS_DONE), job.planned_runs or job.value(LEARNING_RUNS) or 1
+    if done is None:
+        return "before its last training iteration"
+    if not job.planned_iterations:
+        return f"after {done:.0f} training iteration(s)"
+    over = f" over its {runs:.0f} runs" if runs > 1 else ""
+    return f"after {done:.0f} of {runs * job.planned_iterations:.0f} training iterations{over}"
 
 
 def _pbt_candidates(
@@ -306,7 +326,10 @@ def _choice_text(candidates: list[Candidate], runs: int, base: int, per_job: int
     ]
     for c in candidates:
         values = ", ".join(f"{k}={v!r}" for k, v in c.values.items())
-        lines.append(f"  search job {c.job_id} (search estimate {c.estimate:.4g}): {values}")
+        estimate = f"search estimate {c.estimate:.4g}"
+        if c.stopped is not None:
+            estimate += f" {c.stopped}: early stopping ended the job there"
+        lines.append(f"  search job {c.job_id} ({estimate}): {values}")
     return "\n".join(lines)
 
 

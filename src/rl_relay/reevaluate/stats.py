@@ -41,6 +41,9 @@ class Candidate:
     estimate: float
     #: The optimised parameters' exact values, from the job's settings.json.
     values: dict[str, Any]
+    #: When early stopping ended the job, why its estimate is a shorter training's than the
+    #: re-evaluation's: e.g. "after 1 of 3 training iterations" (None: it was not stopped).
+    stopped: str | None = None
 
 
 @dataclass
