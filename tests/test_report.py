@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from conftest import hp_optimization, stand_in_settings
 
 from rl_relay.cli import main
 from rl_relay.report.load import load_results, read_curve
-from rl_relay.report.model import JobInfo, RunInfo
+from rl_relay.report.model import JobInfo, Results, RunInfo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -297,3 +298,20 @@ def test_report_module_imports_no_plotting_until_it_writes() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ)
     )
     assert proc.stdout.strip() == "False False", proc.stderr
+
+
+def test_env_steps_saved_by_stopping_are_counted_over_all_planned_runs() -> None:
+    from rl_relay.report.stopping_section import env_steps_used
+
+    def job(job_id: int, **metrics: float) -> JobInfo:
+        return JobInfo(job_id, None, metrics=metrics, planned_iterations=4)
+
+    stopped = job(1, env_steps=2_000.0, iterations_done=2.0, learning_runs=2.0)  # 1 of 4 each
+    finished = job(2, env_steps=8_000.0, iterations_done=8.0, learning_runs=2.0)
+    results = Results(Path("."), "reward", False, [], [stopped, finished])
+    assert env_steps_used(results) == (10_000, 16_000)
+    # a job whose run count all_data.csv left empty (NaN): the full plan is unknown, no crash
+    unknown = job(3, env_steps=1_000.0, iterations_done=1.0, learning_runs=math.nan)
+    assert unknown.iterations_planned is None
+    with_unknown = Results(Path("."), "reward", False, [], [stopped, finished, unknown])
+    assert env_steps_used(with_unknown) == (11_000, None)

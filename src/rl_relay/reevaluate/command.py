@@ -42,7 +42,7 @@ from rl_relay.layout import (
     ReevaluationPaths,
     ResultsPaths,
 )
-from rl_relay.metrics import DEFAULT_METRIC, ITERATIONS_DONE, LEARNING_RUNS, STOPPED_EARLY
+from rl_relay.metrics import DEFAULT_METRIC, ITERATIONS_DONE, STOPPED_EARLY
 from rl_relay.paramtree import lookup, plain, set_dotted
 from rl_relay.reevaluate.stats import (
     REEVALUATION_OF,
@@ -209,13 +209,13 @@ def _was_stopped(job: JobInfo) -> bool:
 
 def _stopped_after(job: JobInfo) -> str:
     """How far a stopped job trained, as ``iterations_done`` counts it (over all its runs)."""
-    done, runs = job.value(ITERATIONS_DONE), job.planned_runs or job.value(LEARNING_RUNS) or 1
+    done, planned = job.value(ITERATIONS_DONE), job.iterations_planned
     if done is None:
         return "before its last training iteration"
-    if not job.planned_iterations:
+    if not planned:
         return f"after {done:.0f} training iteration(s)"
-    over = f" over its {runs:.0f} runs" if runs > 1 else ""
-    return f"after {done:.0f} of {runs * job.planned_iterations:.0f} training iterations{over}"
+    over = f" over its {job.runs_planned} runs" if (job.runs_planned or 1) > 1 else ""
+    return f"after {done:.0f} of {planned} training iterations{over}"
 
 
 def _pbt_candidates(

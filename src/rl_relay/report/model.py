@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl_relay.metrics import DEFAULT_REWARD_COLUMN, STD_SUFFIX
+from rl_relay.metrics import DEFAULT_REWARD_COLUMN, LEARNING_RUNS, STD_SUFFIX
 
 DONE, RUNNING, FAILED = "done", "running", "failed"
 
@@ -104,6 +104,21 @@ class JobInfo:
         """The job's objective, or None while it has none."""
         v = self.metrics.get(metric)
         return v if v is not None and math.isfinite(v) else None
+
+    @property
+    def runs_planned(self) -> int | None:
+        """Learning runs the job was to make: its plan, else what it reported (None: unknown,
+        e.g. a search made before the ``learning_runs`` column existed)."""
+        runs = self.planned_runs or self.value(LEARNING_RUNS)
+        return int(runs) if runs else None
+
+    @property
+    def iterations_planned(self) -> int | None:
+        """Training iterations the job was to train over all its runs, the unit
+        ``iterations_done`` counts in (None when its plan is unknown)."""
+        if not self.runs_planned or not self.planned_iterations:
+            return None
+        return self.runs_planned * self.planned_iterations
 
     def reward_column(self) -> str:
         column = self.settings.get("reward_column")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.layout import ResultsPaths
-from rl_relay.metrics import ENV_STEPS, ITERATIONS_DONE, LEARNING_RUNS
+from rl_relay.metrics import ENV_STEPS, ITERATIONS_DONE
 from rl_relay.report.figures import BEST_COLOR, _pyplot, _save
 from rl_relay.report.model import Results
 from rl_relay.stopping import records as rec
@@ -53,11 +53,10 @@ def env_steps_used(results: Results) -> tuple[int, int | None]:
         if steps is None or not math.isfinite(steps):
             continue
         used += int(steps)
-        runs = job.planned_runs or job.metrics.get(LEARNING_RUNS)
-        if not done or not runs or not job.planned_iterations or full is None:
+        if not done or not job.iterations_planned or full is None:
             full = None
             continue
-        full += round(steps / done * runs * job.planned_iterations)
+        full += round(steps / done * job.iterations_planned)
     return used, full
 
 
