@@ -11,6 +11,7 @@ stop at the first rung.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,12 @@ def test_each_rule_stops_poor_jobs_at_the_first_rung(tmp_path: Path, section: di
     page = (results_dir(tmp_path) / "report" / "index.html").read_text()
     assert "<h2>Early stopping</h2>" in page and "early_stopping.png" in page
     used = len(rows) * TICKS
+    assert f"{used:,} env steps trained; {3 * used:,} without stopping (67% saved)" in page
+    # the same once remove_working_dirs has deleted the finished jobs' directories
+    shutil.rmtree(results_dir(tmp_path) / "working_directories")
+    report = rl_relay("report", str(results_dir(tmp_path)))
+    assert report.returncode == 0, report.stderr
+    page = (results_dir(tmp_path) / "report" / "index.html").read_text()
     assert f"{used:,} env steps trained; {3 * used:,} without stopping (67% saved)" in page
 
 

@@ -229,6 +229,7 @@ def load_results(path: Path, metric: str = DEFAULT_METRIC, minimize: bool | None
             _read_state(job)
         if not job.settings and row:
             job.settings = {k: scalar(v) for k, v in row.items() if k not in (metric, *REPORTED)}
+        _plan_from_settings(job)
         if metric not in job.metrics and row:
             for name in (metric, *REPORTED):
                 value = number(row.get(name))
@@ -251,6 +252,20 @@ def load_results(path: Path, metric: str = DEFAULT_METRIC, minimize: bool | None
         sum(j.status == DONE for j in jobs),
     )
     return Results(procedure, metric, minimize, hyperparameters, jobs, str(start), notes)
+
+
+def _plan_from_settings(job: JobInfo) -> None:
+    """Without restarts.json (``remove_working_dirs`` deleted the finished jobs' directories)
+    the plan is what the job read from its parameters: ``learning_runs_per_job`` runs of
+    ``training_iterations`` iterations. Left unknown when a parameter is not set."""
+    for field, parameter in (
+        ("planned_runs", "learning_runs_per_job"),
+        ("planned_iterations", "training_iterations"),
+    ):
+        value = job.settings.get(parameter)
+        whole = isinstance(value, int | float) and not isinstance(value, bool)
+        if getattr(job, field) is None and whole and value >= 1 and float(value).is_integer():
+            setattr(job, field, int(value))
 
 
 def _hyperparameters(procedure: Path, metric: str, jobs: list[JobInfo]) -> list[str]:
