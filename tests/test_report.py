@@ -118,6 +118,7 @@ def test_report_of_a_finished_hpo(
     # run 0 failed once in every job (iteration 1 of attempt 0), nothing was preempted
     assert f"{jobs} failed attempts and 0 preemption resumes in {jobs} jobs" in text
     assert text.count("exited with code 2") == jobs
+    assert text.count(" 2/2 ") == jobs  # runs done of learning_runs_per_job, every job
     names = assert_valid_pngs(page)
     assert {"objective_vs_hyperparameters.png", "learning_curves.png"} <= set(names)
     assert "failures_and_resumes.png" in names

@@ -102,7 +102,7 @@ def _img(name: str | None, alt: str) -> str:
 
 
 def _runs_text(job: JobInfo) -> str:
-    total = job.planned_runs or job.settings.get("learning_runs_per_job") or "?"
+    total = job.planned_runs or "?"  # load_results reads it from the settings without a plan
     return f"{job.runs_done}/{total}"
 
 
