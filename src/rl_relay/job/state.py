@@ -47,6 +47,16 @@ def derive_seed(base_seed: int, run: int, attempt: int, job_id: int | None = Non
     return int.from_bytes(digest[:8], "big") % SEED_MODULUS
 
 
+#: Plan fields that must not change between starts of a job, with the parameter that sets them.
+FIXED_PLAN = {
+    "runs": "learning_runs_per_job",
+    "iterations": "training_iterations",
+    "base_seed": "seed",
+    "seed_scope": "seed_scope",
+    "job_id": "id",
+}
+
+
 @dataclass(frozen=True)
 class Plan:
     """The settings that shape the state machine."""

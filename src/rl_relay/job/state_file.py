@@ -14,20 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from rl_relay.atomic import atomic_write_json
-from rl_relay.job.state import Failure, Plan, RunState, State, StateError, new_state
+from rl_relay.job.state import (
+    FIXED_PLAN,
+    Failure,
+    Plan,
+    RunState,
+    State,
+    StateError,
+    new_state,
+)
 from rl_relay.layout import STATE_FILE
 from rl_relay.validation import load_schema, problems
 
 VERSION = 2
-
-#: Plan fields that must not change between starts of a job, with the parameter that sets them.
-_FIXED_PLAN = {
-    "runs": "learning_runs_per_job",
-    "iterations": "training_iterations",
-    "base_seed": "seed",
-    "seed_scope": "seed_scope",
-    "job_id": "id",
-}
 
 
 def state_to_dict(state: State) -> dict[str, Any]:
@@ -133,7 +132,7 @@ def load_state(path: Path, plan: Plan, identity: dict[str, Any] | None = None) -
         return new_state(plan, identity)
     state = state_from_dict(_read(path), str(path), plan, identity)
     saved = state.plan
-    for name, setting in _FIXED_PLAN.items():
+    for name, setting in FIXED_PLAN.items():
         if getattr(saved, name) != getattr(plan, name):
             raise StateError(
                 f"{path} was written with {setting}={getattr(saved, name)!r}, but this job has"

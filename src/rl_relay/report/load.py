@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from rl_relay.job.state import FIXED_PLAN
 from rl_relay.layout import (
     ALL_DATA,
     BEST_JOB_PREFIX,
@@ -258,11 +259,8 @@ def _plan_from_settings(job: JobInfo) -> None:
     """Without restarts.json (``remove_working_dirs`` deleted the finished jobs' directories)
     the plan is what the job read from its parameters: ``learning_runs_per_job`` runs of
     ``training_iterations`` iterations. Left unknown when a parameter is not set."""
-    for field, parameter in (
-        ("planned_runs", "learning_runs_per_job"),
-        ("planned_iterations", "training_iterations"),
-    ):
-        value = job.settings.get(parameter)
+    for field, plan_field in (("planned_runs", "runs"), ("planned_iterations", "iterations")):
+        value = job.settings.get(FIXED_PLAN[plan_field])
         whole = isinstance(value, int | float) and not isinstance(value, bool)
         if getattr(job, field) is None and whole and value >= 1 and float(value).is_integer():
             setattr(job, field, int(value))
