@@ -261,6 +261,26 @@ def test_an_early_stopping_search_adds_jobs_until_its_share_less_its_re_runs_is_
     assert more_samples(244_000, []) == 0  # nothing ran: nothing to extrapolate from
 
 
+def test_a_fit_search_never_plans_a_round_past_its_share(tmp_path) -> None:
+    from bench.hpo_quality.runs import fitting_samples
+
+    # Pendulum: 16 trainings of 5,000; 90% is 72,000, which holds 14 whole jobs, not the 16
+    # a first round of the zoo's trial count would run at full cost (80,000) if none stopped
+    pendulum = search(16, 5_000, 10, 1, 100, 1)
+    fit = rl_relay_settings(pendulum, "tpe~ce~late~fit~pruned%90", tmp_path, "search")
+    assert fit["optimization_setting"]["number_of_samples"] == 14
+    unfit = rl_relay_settings(pendulum, "tpe~ce~late~pruned%90", tmp_path, "search")
+    assert unfit["optimization_setting"]["number_of_samples"] == 16
+    # +3x2 at 90% of 32 x 10,000: 28 trainings, 6 kept for the re-runs, 22 for the search
+    cartpole = search(32, 10_000, 5, 1, 100, 1)
+    picks = rl_relay_settings(cartpole, "tpe+3x2~fit~pruned%90", tmp_path, "search")
+    assert picks["optimization_setting"]["number_of_samples"] == 22
+    # later rounds: only jobs that fit at full cost, however cheap the stopped ones were
+    assert fitting_samples(72_000, [5_000] * 10 + [1_250] * 4, 5_000) == 3  # 17,000 left
+    assert fitting_samples(72_000, [5_000] * 14, 5_000) == 0  # 2,000 left: no whole job
+    assert fitting_samples(72_000, [5_001] * 15, 5_000) == 0  # over already: none
+
+
 def test_an_early_stopping_search_keeps_the_rollouts_that_fit_an_iteration(tmp_path) -> None:
     from bench.hpo_quality.space import rollouts_within
 

@@ -146,6 +146,8 @@ def test_pbt_is_a_row_saying_why_it_is_not_compared() -> None:
          " 80% of the env steps"),
         ("tpe+3x2~pruned%95", "pruned", 95, "TPE, best 3 re-run 2 times, Optuna's median"
          " pruner, 95% of the env steps"),
+        ("tpe~ce~late~fit~pruned%90", "pruned", 90, "TPE, shared eval episodes, late-window"
+         " score, rounds within the budget, Optuna's median pruner, 90% of the env steps"),
     ],
 )  # fmt: skip
 def test_early_stopping_methods_are_read_and_named(name, stopping, share, readable) -> None:
@@ -157,7 +159,7 @@ def test_early_stopping_methods_are_read_and_named(name, stopping, share, readab
 @pytest.mark.parametrize(
     "name",
     ["cem~pruned", "cem~asha~median", "cem%50", "cem~asha%0", "cem~asha%101", "cem+2x2~pruned",
-     "zoo~asha", "zoo~late~asha", "zoo+2x2~pruned"],
+     "zoo~asha", "zoo~late~asha", "zoo+2x2~pruned", "cem~fit", "tpe~fit%90"],
 )  # fmt: skip
 def test_early_stopping_methods_that_cannot_run_are_unknown(name: str) -> None:
     assert not is_known(name)

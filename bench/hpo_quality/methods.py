@@ -1,7 +1,7 @@
 """The methods the benchmark compares: the compact syntax users type, and readable names.
 
 A method is typed (``--methods``) and saved (``searches/<method>-r<repeat>.json``) in a
-compact syntax, ``base[@R][+KxM][~ce][~free][~late][~asha|~median|~pruned][%P]`` (e.g.
+compact syntax, ``base[@R][+KxM][~ce][~free][~late][~fit][~asha|~median|~pruned][%P]`` (e.g.
 ``tpe@2~ce~late``, ``cem~asha%80``); every table
 and plot shows its readable name instead, derived by a rule from the parts
 (``TPE, 2 runs per job, shared eval episodes, late-window score``).
@@ -49,6 +49,7 @@ METHOD_FLAGS = {
     "ce": "shared eval episodes",
     "free": "ask when a worker is free",
     "late": "late-window score",
+    "fit": "rounds within the budget",
 }
 #: the ``~`` suffixes that turn on early stopping (at most one), with their readable names
 STOPPING_FLAGS = {
@@ -77,7 +78,10 @@ class Method:
     jobs until it has used ``%P`` percent of the zoo's nominal budget (with ``+KxM``, less the
     re-runs' trainings, which that budget includes). With them ``~late``
     scores a run (and each rung) by the mean of its last 2 iteration-end evaluations, read
-    back across its iterations.
+    back across its iterations. ``~fit`` (with early stopping): every round of the search
+    runs only as many jobs as the budget left holds at their full cost, so the search stays
+    within ``%P`` even when nothing is stopped; without it the first round is the zoo's trial
+    count and later rounds are sized by the mean cost per job so far.
     """
 
     base: str
@@ -87,6 +91,7 @@ class Method:
     shared_episodes: bool = False  # ~ce
     ask_when_free: bool = False  # ~free
     late_window: bool = False  # ~late
+    fit_rounds: bool = False  # ~fit
     #: ``~asha``, ``~median`` or ``~pruned`` (tpe only): early stopping at the boundaries of
     #: chained iterations; the search then runs jobs until it has used ``share`` percent of
     #: the zoo's nominal env steps (``%P``, 100 by default)
@@ -115,7 +120,7 @@ class Method:
             parts.append(f"{self.runs_per_job} run{'s' * (self.runs_per_job > 1)} per job")
         if self.picks:
             parts.append(f"best {self.top} re-run {self.reruns} times")
-        flags = (self.shared_episodes, self.ask_when_free, self.late_window)
+        flags = (self.shared_episodes, self.ask_when_free, self.late_window, self.fit_rounds)
         parts += [name for name, on in zip(METHOD_FLAGS.values(), flags, strict=True) if on]
         if self.stopping:
             parts.append(STOPPING_FLAGS[self.stopping])
@@ -140,6 +145,8 @@ def parse_method(name: str) -> Method:
         )
     if percent and not stopping:
         raise ValueError(f"{full!r}: %P goes with early stopping (~asha, ~median, ~pruned)")
+    if "fit" in flags and not stopping:
+        raise ValueError(f"{full!r}: ~fit goes with early stopping (~asha, ~median, ~pruned)")
     head, plus, pick = core.partition("+")
     base, at, runs = head.partition("@")
     method = Method(base)
@@ -159,6 +166,7 @@ def parse_method(name: str) -> Method:
         shared_episodes="ce" in flags,
         ask_when_free="free" in flags,
         late_window="late" in flags,
+        fit_rounds="fit" in flags,
         stopping=stopping[0] if stopping else "",
         share=int(share) if percent else 100,
     )

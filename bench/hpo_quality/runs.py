@@ -266,6 +266,8 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         settings = rollouts_within(settings, s.budget // STOPPING_ITERATIONS, n_envs(s))
     # The same env-step budget as the zoo's; +KxM keeps K x M trainings for the re-runs.
     samples = max(1, (s.trials - m.pick_trainings) // s.runs_per_job)
+    if m.fit_rounds:  # the first round fits the share at full cost: nothing need be stopped
+        samples = max(1, min(samples, m.search_share(s.trials) // s.runs_per_job))
     settings.update(
         optimization_procedure_name=name,
         results_dir=str(results_dir),
@@ -337,6 +339,12 @@ def more_samples(target: int, job_steps: list[int]) -> int:
     return int((target - used) // per_job)
 
 
+def fitting_samples(target: int, job_steps: list[int], job_cost: int) -> int:
+    """How many jobs of ``job_cost`` env steps (a job's full training) still fit ``target``
+    after ``job_steps``: ``~fit``'s rounds, which stay within the budget whatever is stopped."""
+    return max(0, (target - sum(job_steps)) // job_cost)
+
+
 def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool) -> Outcome:
     """One cluster_utils search with the local backend, seeded, from the repository root."""
     outcome = Outcome(s.task, method, s.repeat)
@@ -362,7 +370,11 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
             break
         # early stopping frees env steps: more jobs until the budget is used (rl-relay hpo
         # continues the same search, telling the optimiser every result it had)
-        more = more_samples(target, [job_env_steps(d) for d in jobs])
+        used = [job_env_steps(d) for d in jobs]
+        if m.fit_rounds:
+            more = fitting_samples(target, used, s.budget * s.runs_per_job)
+        else:
+            more = more_samples(target, used)
         if not more:
             break
         samples += more
