@@ -89,6 +89,23 @@ def assert_valid_pngs(page: Path) -> list[str]:
 
 
 @pytest.mark.slow  # shares one ~7 s local HPO
+def test_report_counts_runs_done_after_the_working_directories_were_removed(
+    hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # remove_working_dirs deletes finished jobs' directories, and with them restarts.json:
+    # the runs each job finished are then the learning_runs it reported
+    results = copy_results(hpo, tmp_path)
+    data = results / "all_data.csv"  # the paths it recorded: the copy's, which are removed
+    data.write_text(data.read_text().replace(str(hpo), str(results)))
+    shutil.rmtree(results / "working_directories")  # best_jobs/ keeps the best job's copy
+    code, _ = report(str(results), capsys=capsys)
+    text = text_of((results / "report" / "index.html").read_text())
+    assert code == 0
+    jobs = len(all_data(results))
+    assert text.count(" 2/2 ") == jobs and " 0/2 " not in text
+
+
+@pytest.mark.slow  # shares one ~7 s local HPO
 def test_report_of_a_finished_hpo(
     hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -98,7 +98,11 @@ class JobInfo:
 
     @property
     def runs_done(self) -> int:
-        return sum(r.done for r in self.runs)
+        """Runs finished: from restarts.json, else (``remove_working_dirs`` deleted it) the
+        ``learning_runs`` the job reported, as for its failed attempts and resumes."""
+        if self.runs or self.value(LEARNING_RUNS) is None:
+            return sum(r.done for r in self.runs)
+        return int(self.value(LEARNING_RUNS) or 0)
 
     def value(self, metric: str) -> float | None:
         """The job's objective, or None while it has none."""
