@@ -100,9 +100,10 @@ class JobInfo:
     def runs_done(self) -> int:
         """Runs finished: from restarts.json, else (``remove_working_dirs`` deleted it) the
         ``learning_runs`` the job reported, as for its failed attempts and resumes."""
-        if self.runs or self.value(LEARNING_RUNS) is None:
+        reported = self.value(LEARNING_RUNS)
+        if self.runs or reported is None:
             return sum(r.done for r in self.runs)
-        return int(self.value(LEARNING_RUNS) or 0)
+        return int(reported)
 
     def value(self, metric: str) -> float | None:
         """The job's objective, or None while it has none."""
