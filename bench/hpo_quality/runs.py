@@ -266,8 +266,9 @@ def rl_relay_settings(s: Search, method: str, results_dir: Path, name: str) -> d
         settings = rollouts_within(settings, s.budget // STOPPING_ITERATIONS, n_envs(s))
     # The same env-step budget as the zoo's; +KxM keeps K x M trainings for the re-runs.
     samples = max(1, (s.trials - m.pick_trainings) // s.runs_per_job)
-    if m.fit_rounds:  # the first round fits the share at full cost: nothing need be stopped
-        samples = max(1, min(samples, m.search_share(s.trials) // s.runs_per_job))
+    if m.fit_rounds:  # the first round as the later ones: what fits the share at full cost
+        fits = fitting_samples(m.search_share(s.trials, s.budget), [], full_job_cost(s))
+        samples = max(1, min(samples, fits))
     settings.update(
         optimization_procedure_name=name,
         results_dir=str(results_dir),
@@ -339,6 +340,11 @@ def more_samples(target: int, job_steps: list[int]) -> int:
     return int((target - used) // per_job)
 
 
+def full_job_cost(s: Search) -> int:
+    """A job's nominal env steps when nothing stops it: every run's whole budget."""
+    return s.budget * s.runs_per_job
+
+
 def fitting_samples(target: int, job_steps: list[int], job_cost: int) -> int:
     """How many jobs of ``job_cost`` env steps (a job's full training) still fit ``target``
     after ``job_steps``: ``~fit``'s rounds, which stay within the budget whatever is stopped."""
@@ -372,7 +378,7 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
         # continues the same search, telling the optimiser every result it had)
         used = [job_env_steps(d) for d in jobs]
         if m.fit_rounds:
-            more = fitting_samples(target, used, s.budget * s.runs_per_job)
+            more = fitting_samples(target, used, full_job_cost(s))
         else:
             more = more_samples(target, used)
         if not more:
