@@ -17,6 +17,7 @@ import pytest
 from conftest import hp_optimization, stand_in_settings
 
 from rl_relay.cli import main
+from rl_relay.job.params import DEFAULTS as JOB_DEFAULTS
 from rl_relay.report.load import load_results, read_curve
 from rl_relay.report.model import JobInfo, Results, RunInfo
 
@@ -103,6 +104,28 @@ def test_report_counts_runs_done_after_the_working_directories_were_removed(
     assert code == 0
     jobs = len(all_data(results))
     assert text.count(" 2/2 ") == jobs and " 0/2 " not in text
+
+
+def test_a_job_without_its_directory_planned_the_default_runs_its_settings_leave_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # all_data.csv holds the parameters a job was given; what a user left out of the
+    # settings the job took from its defaults, and so does the report once restarts.json is gone
+    results = tmp_path / "proc"
+    results.mkdir()
+    (results / "all_data.csv").write_text(
+        "_id,mean_eprewmean,std_eprewmean,learning_runs,iterations_done,env_steps,"
+        "stopped_early,config.rl_config.learning_rate,training_iterations\n"
+        "0,10.0,1.0,3,6,6000,0,0.001,2\n1,12.0,1.0,1,1,1000,1,0.002,2\n"
+    )
+    jobs = load_results(results).jobs
+    runs = JOB_DEFAULTS["learning_runs_per_job"]
+    assert runs != 1  # else a job read as 1 x 1 could not tell the default from a guess
+    assert [(j.planned_runs, j.planned_iterations) for j in jobs] == [(runs, 2), (runs, 2)]
+    assert jobs[1].iterations_planned == runs * 2
+    code, _ = report(str(results), capsys=capsys)
+    text = text_of((results / "report" / "index.html").read_text())
+    assert code == 0 and f" 3/{runs} " in text and f" 1/{runs} " in text
 
 
 @pytest.mark.slow  # shares one ~7 s local HPO

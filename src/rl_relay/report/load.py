@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from rl_relay.job.params import DEFAULTS as JOB_DEFAULTS
 from rl_relay.job.state import FIXED_PLAN
 from rl_relay.layout import (
     ALL_DATA,
@@ -258,9 +259,13 @@ def load_results(path: Path, metric: str = DEFAULT_METRIC, minimize: bool | None
 def _plan_from_settings(job: JobInfo) -> None:
     """Without restarts.json (``remove_working_dirs`` deleted the finished jobs' directories)
     the plan is what the job read from its parameters: ``learning_runs_per_job`` runs of
-    ``training_iterations`` iterations. Left unknown when a parameter is not set."""
+    ``training_iterations`` iterations, the job's defaults where its settings leave one out
+    (as the job itself did). Left unknown when nothing of the job's settings is known."""
+    if not job.settings:
+        return
     for field, plan_field in (("planned_runs", "runs"), ("planned_iterations", "iterations")):
-        value = job.settings.get(FIXED_PLAN[plan_field])
+        name = FIXED_PLAN[plan_field]
+        value = job.settings.get(name, JOB_DEFAULTS[name])
         whole = isinstance(value, int | float) and not isinstance(value, bool)
         if getattr(job, field) is None and whole and value >= 1 and float(value).is_integer():
             setattr(job, field, int(value))
