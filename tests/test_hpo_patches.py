@@ -953,3 +953,31 @@ def test_an_iteration_without_results_does_not_end_the_driver() -> None:
     Optimizer.full_df = pd.DataFrame({"working_dir": ["/a"], METRIC: [1.0]})
     patched(None, Optimizer(), None, {}, METRIC, 3, True, generate_report=False)
     assert calls == [(0, False), (3, True)]
+
+
+def test_patches_that_wrap_a_cluster_utils_function_wrap_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # installed twice, a wrapper around the wrapper would apply its change twice (and a
+    # second post_iteration_opt wrapper would hide the first's arguments from cluster_utils)
+    from rl_relay.hpo.patches import local_backend, no_results
+
+    def upstream_detect(cmd: str) -> bool:
+        return True
+
+    def upstream_post(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(cluster_system, "is_command_available", upstream_detect)
+    monkeypatch.setattr(job_manager, "post_iteration_opt", upstream_post)
+    for _ in range(2):
+        local_backend.install()
+        no_results.install()
+    detect = cluster_system.is_command_available
+    assert (detect("sbatch"), detect("condor_q"), detect("bash")) == (False, False, True)
+    for patched, upstream in (
+        (detect, upstream_detect),
+        (job_manager.post_iteration_opt, upstream_post),
+    ):
+        inner = [c.cell_contents for c in patched.__closure__ or ()]
+        assert upstream in inner  # the wrapper's closure holds the upstream function itself

@@ -18,8 +18,8 @@ source, one module per change, each naming the defect or the missing feature it 
 - ``slurm_jobs``: Slurm jobs that die without a word are never noticed;
 - ``no_results``: an optimisation iteration without results ends the driver.
 
-``cluster_type`` is not a change of its own: how ``local_jobs`` and ``slurm_jobs`` put their
-backend classes in place.
+``cluster_type`` and ``wrap_once`` are not changes of their own: how ``local_jobs`` and
+``slurm_jobs`` put their backend classes in place, and how a patch wraps a function once.
 
 They touch cluster_utils' internals, hence the ``cluster_utils==3.0.*`` pin and the version
 check in ``install``. Plain ``python -m cluster_utils.hp_optimization`` is not affected.

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from rl_relay.hpo.patches.wrap_once import wrap_once
 
-def with_backend(original: Any, upstream: type, ours: type, marker: str) -> Any:
+
+def with_backend(original: Any, upstream: type, ours: type) -> Any:
     """``get_cluster_type`` giving ``ours`` where ``original`` gives ``upstream``."""
 
     def get_cluster_type(*args: Any, **kwargs: Any) -> Any:
         found = original(*args, **kwargs)
         return ours if found is upstream else found
 
-    setattr(get_cluster_type, marker, True)
     return get_cluster_type
 
 
@@ -25,7 +26,6 @@ def install_backend(upstream: type, ours: type, marker: str) -> None:
     """Wrap ``job_manager.get_cluster_type`` with this swap, unless it already is."""
     from cluster_utils.server import job_manager
 
-    if not getattr(job_manager.get_cluster_type, marker, False):
-        job_manager.get_cluster_type = with_backend(
-            job_manager.get_cluster_type, upstream, ours, marker
-        )
+    wrap_once(
+        job_manager, "get_cluster_type", lambda found: with_backend(found, upstream, ours), marker
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rl_relay.hpo.patches.wrap_once import wrap_once
+
 SCHEDULER_COMMANDS = ("condor_q", "sbatch")
 
 
@@ -19,14 +21,10 @@ def without_schedulers(detect: Callable[[str], bool]) -> Callable[[str], bool]:
     def no_scheduler(cmd: str) -> bool:
         return False if cmd in SCHEDULER_COMMANDS else detect(cmd)
 
-    no_scheduler._rl_relay = True  # type: ignore[attr-defined]
     return no_scheduler
 
 
 def install() -> None:
     from cluster_utils.server import cluster_system
 
-    if not getattr(cluster_system.is_command_available, "_rl_relay", False):
-        cluster_system.is_command_available = without_schedulers(
-            cluster_system.is_command_available
-        )
+    wrap_once(cluster_system, "is_command_available", without_schedulers)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rl_relay.hpo.patches.wrap_once import wrap_once
+
 
 def without_results_skipping_best_jobs(original: Callable[..., Any]) -> Callable[..., Any]:
     """``post_iteration_opt`` that skips the best-job copies and removals without results."""
@@ -41,14 +43,10 @@ def without_results_skipping_best_jobs(original: Callable[..., Any]) -> Callable
             generate_report=generate_report,
         )
 
-    post_iteration_opt._rl_relay = True  # type: ignore[attr-defined]
     return post_iteration_opt
 
 
 def install() -> None:
     from cluster_utils.server import job_manager
 
-    if not getattr(job_manager.post_iteration_opt, "_rl_relay", False):
-        job_manager.post_iteration_opt = without_results_skipping_best_jobs(
-            job_manager.post_iteration_opt
-        )
+    wrap_once(job_manager, "post_iteration_opt", without_results_skipping_best_jobs)
