@@ -42,10 +42,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from stand_in_hpo import local_settings, stand_in_fixed  # noqa: E402
 
 from rl_relay.layout import ResultsPaths  # noqa: E402
 
-STAND_IN = REPO / "tests" / "stand_ins" / "learner.py"
 #: Runs the driver in-process and records its own CPU time and peak memory at exit
 #: (resource's RUSAGE_SELF: the driver alone, not the jobs it starts).
 DRIVER = """
@@ -94,72 +96,23 @@ class Figures:
         return self.driver_cpu / self.jobs
 
 
-def write_templates(directory: Path) -> Path:
-    """The stand-in learner's template index (as tests/conftest.py writes it)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rl = {
-        "learning_rate": 1.0,
-        "ticks": 1,
-        "tick_seconds": 0.0,
-        "policy_kwargs": {"net_arch": [64, 64]},
-        "fail_dirs": [],
-        "load_path": "",
-        "save_path": "",
-        "log_path": "",
-    }
-    (directory / "rl.json").write_text(json.dumps(rl))
-    common = {"seed": 0, "training_iteration": 0, "training_iterations": 1}
-    (directory / "common.json").write_text(json.dumps(common))
-    index = directory / "index.json"
-    index.write_text(json.dumps({"rl_config": "rl.json", "rl_common_config": "common.json"}))
-    return index
-
-
 def write_settings(tmp: Path, jobs: int, per_iteration: int, remove_working_dirs: bool) -> Path:
-    settings = {
-        "optimization_procedure_name": "scale",
-        "results_dir": str(tmp / "results"),
-        "run_in_working_dir": True,
-        "no_user_interaction": True,
-        "generate_report": "never",
-        "script_relative_path": "wrappers/run_learning.py",
-        "remove_jobs_dir": True,
-        "remove_working_dirs": remove_working_dirs,
-        "environment_setup": {"virtual_env_path": sys.prefix},
-        "cluster_requirements": {"request_cpus": 1, "max_cpus": 2},
-        "fixed_params": {
-            "config.config_templates": str(write_templates(tmp / "templates")),
-            "learning_command": [sys.executable, str(STAND_IN)],
-            "learning_runs_per_job": 1,
-            "max_attempts": 1,
-            "training_iterations": 1,
-        },
-        "optimized_params": [
-            {
-                "param": "config.rl_config.learning_rate",
-                "distribution": "TruncatedLogNormal",
-                "bounds": [0.1, 3.0],
-            },
-            {
-                "param": "config.rl_config.policy_kwargs.net_arch:1",
-                "distribution": "IntNormal",
-                "bounds": [16, 256],
-            },
-        ],
-        "optimizer_str": "cem_metaoptimizer",
-        "optimizer_settings": {"with_restarts": False, "num_jobs_in_elite": 5},
-        "optimization_setting": {
-            "metric_to_optimize": "mean_eprewmean",
-            "minimize": False,
-            "number_of_samples": jobs,
-            "n_jobs_per_iteration": per_iteration,
-            "run_local": True,
-        },
-        "num_best_jobs_whose_data_is_kept": 3,
-    }
-    path = tmp / "settings.json"
-    path.write_text(json.dumps(settings, indent=2))
-    return path
+    """The tests' stand-in HPO (tests/stand_in_hpo.py) at this scale."""
+    fixed = stand_in_fixed(
+        tmp, {"ticks": 1}, learning_runs_per_job=1, max_attempts=1, training_iterations=1
+    )
+    return local_settings(
+        tmp,
+        fixed,
+        samples=jobs,
+        optimization_procedure_name="scale",
+        remove_jobs_dir=True,
+        remove_working_dirs=remove_working_dirs,
+        cluster_requirements={"max_cpus": 2},
+        optimizer_settings={"num_jobs_in_elite": 5},
+        optimization_setting={"n_jobs_per_iteration": per_iteration},
+        num_best_jobs_whose_data_is_kept=3,
+    )
 
 
 def environment(tmp: Path) -> dict[str, str]:

@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stand_in_hpo import (  # noqa: F401 (the tests import them from here)
+    STAND_IN_LEARNER,
+    local_settings,
+    stand_in_fixed,
+    write_stand_in_templates,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_LEARNING = REPO / "wrappers" / "run_learning.py"
-STAND_IN_LEARNER = REPO / "tests" / "stand_ins" / "learner.py"
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # the benchmark's tests import the package bench.hpo_quality
 
@@ -23,29 +28,6 @@ if str(REPO) not in sys.path:
 def _cluster_utils_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     """cluster_utils crashes when ~/.cache is missing; give every test its own cache dir."""
     monkeypatch.setenv("CLUSTER_UTILS_CACHE_DIR", str(tmp_path_factory.mktemp("cu_cache")))
-
-
-def write_stand_in_templates(directory: Path, rl: dict[str, Any] | None = None) -> Path:
-    """A template index for the stand-in learner; returns the index path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rl_config = {
-        "learning_rate": 1.0,
-        "ticks": 3,
-        "tick_seconds": 0.0,
-        "policy_kwargs": {"net_arch": [64, 64]},
-        "fail_dirs": [],
-        "load_path": "",
-        "save_path": "",
-        "log_path": "",
-    }
-    rl_config.update(rl or {})
-    (directory / "rl.json").write_text(json.dumps(rl_config))
-    (directory / "common.json").write_text(
-        json.dumps({"seed": 0, "training_iteration": 0, "training_iterations": 1, "other": "x"})
-    )
-    index = directory / "index.json"
-    index.write_text(json.dumps({"rl_config": "rl.json", "rl_common_config": "common.json"}))
-    return index
 
 
 def stand_in_params(tmp_path: Path, rl: dict[str, Any] | None = None, **params: Any) -> dict:
@@ -93,48 +75,6 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def local_settings(tmp_path: Path, fixed: dict, samples: int = 4) -> Path:
-    """Settings for cluster_utils' local backend that never wait for the keyboard."""
-    settings = {
-        "optimization_procedure_name": "local_test",
-        "results_dir": str(tmp_path / "results"),
-        "run_in_working_dir": True,
-        "no_user_interaction": True,
-        "generate_report": "never",
-        "script_relative_path": "wrappers/run_learning.py",
-        "remove_jobs_dir": False,
-        "remove_working_dirs": False,
-        "environment_setup": {"virtual_env_path": sys.prefix},
-        "cluster_requirements": {"request_cpus": 1},
-        "fixed_params": fixed,
-        "optimized_params": [
-            {
-                "param": "config.rl_config.learning_rate",
-                "distribution": "TruncatedLogNormal",
-                "bounds": [0.1, 3.0],
-            },
-            {
-                "param": "config.rl_config.policy_kwargs.net_arch:1",
-                "distribution": "IntNormal",
-                "bounds": [16, 256],
-            },
-        ],
-        "optimizer_str": "cem_metaoptimizer",
-        "optimizer_settings": {"with_restarts": False, "num_jobs_in_elite": 2},
-        "optimization_setting": {
-            "metric_to_optimize": "mean_eprewmean",
-            "minimize": False,
-            "number_of_samples": samples,
-            "n_jobs_per_iteration": 2,
-            "run_local": True,
-        },
-        "num_best_jobs_whose_data_is_kept": 1,
-    }
-    path = tmp_path / "settings.json"
-    path.write_text(json.dumps(settings))
-    return path
-
-
 def stand_in_settings(
     tmp_path: Path, rl: dict[str, Any] | None = None, samples: int = 4, **fixed: Any
 ) -> Path:
@@ -143,12 +83,7 @@ def stand_in_settings(
     ``rl`` changes the stand-in's rl_config template; ``fixed`` adds fixed parameters
     (``learning_runs_per_job=1``, ...).
     """
-    index = write_stand_in_templates(tmp_path / "templates", rl)
-    base = {
-        "config.config_templates": str(index),
-        "learning_command": [sys.executable, str(STAND_IN_LEARNER)],
-    }
-    return local_settings(tmp_path, {**base, **fixed}, samples=samples)
+    return local_settings(tmp_path, stand_in_fixed(tmp_path, rl, **fixed), samples=samples)
 
 
 def rl_relay(*args: str) -> subprocess.CompletedProcess:
