@@ -23,5 +23,8 @@ searched=$SECONDS
 rl-relay report "$results/$name"
 rl-relay reevaluate "$results/$name" --top 1 --runs 8 --local
 rl-relay report "$results/$name"  # now with the re-evaluation
-echo "quick start: set-up $((ready - start)) s, then $((SECONDS - ready)) s (the HPO $((searched - ready)) s);" \
+# What the times were measured on, so that they can be compared with the README's.
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+echo "quick start: set-up $((ready - start)) s, then $((SECONDS - ready)) s (the HPO $((searched - ready)) s)" \
+    "on $(nproc) cores (${cpu:-unknown CPU}), load average now $(cut -d ' ' -f 1-3 /proc/loadavg);" \
     "the report: $results/$name/report/index.html"
