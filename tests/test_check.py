@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, local_settings, stand_in_settings
+from hostile_strings import CATALOGUE
 from hypothesis import given
 from hypothesis import settings as settings_hypothesis
 from hypothesis import strategies as st
@@ -141,6 +142,59 @@ def test_unreadable_settings_file(tmp_path: Path) -> None:
     proc = check(bad)
     assert proc.returncode == 1
     assert f"FAIL {bad}: cannot be read as cluster_utils reads it" in proc.stdout
+
+
+def test_overrides_cluster_utils_cannot_read_say_how_to_write_them(settings: Path) -> None:
+    proc = check(
+        settings,
+        "optimization_procedure_name=run_2",
+        'early_stopping={"rule": "median", "startup_jobs": null, "x": true}',
+    )
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert f"FAIL {settings}: override 'optimization_procedure_name=run_2'" in out
+    assert """quote text, e.g. 'optimization_procedure_name="run_2"'""" in out
+    assert "write None for null, True for true" in out
+    assert "Failed to parse value" not in out  # cluster_utils' own message says neither
+
+
+#: Python literals as the overrides' values, and the same data written as JSON (true, null)
+_literals = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@given(
+    key=st.sampled_from(["k", " k ", ""]),
+    value=st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(CATALOGUE),
+        _literals.map(repr),
+        _literals.map(json.dumps),
+    ),
+)
+@settings_hypothesis(max_examples=400, deadline=None)
+def test_an_override_is_refused_exactly_when_cluster_utils_cannot_read_it(
+    key: str, value: str
+) -> None:
+    from cluster_utils.base.settings import add_cmd_line_params
+
+    from rl_relay.settings_file import unreadable_override
+
+    override = f"{key}={value}"
+    try:
+        add_cmd_line_params({"k": 0}, [override])
+        readable = True
+    except Exception:  # noqa: BLE001 - cluster_utils' SettingsError
+        readable = False
+    problem = unreadable_override(override)
+    assert (problem is None) == readable, (override, problem)
+    if problem:
+        assert problem.startswith("override ") and len(problem) < 400
 
 
 def test_learner_schema_bounds_env_id_and_container(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rl_relay.paramtree import plain
+from rl_relay.settings_file import unreadable_override
 
 #: ``request.json``'s format.
 REQUEST_VERSION = 1
@@ -34,16 +35,16 @@ def parse_overrides(texts: Sequence[str]) -> list[tuple[str, Any]]:
     """``key=value`` strings as (dotted key, Python literal that JSON can hold), in order."""
     parsed = []
     for text in texts:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise OverrideError(f"{text!r} is not of the form key=value")
+        if problem := unreadable_override(text):  # read as cluster_utils reads them
+            raise OverrideError(problem)
+        key, _, value = text.partition("=")
+        literal = ast.literal_eval(value.strip())
         try:
-            literal = ast.literal_eval(value)
             json.dumps(literal, allow_nan=False)
-        except (ValueError, SyntaxError, TypeError, RecursionError):
+        except (ValueError, TypeError):
             raise OverrideError(
-                f"{text!r}: the value is not a Python literal that JSON can hold"
-                " (quote strings: 'key=\"text\"')"
+                f"{text!r}: the value is a Python literal JSON cannot hold (a set, bytes,"
+                " nan or inf); give a number, text, True/False/None, a list or a dict"
             ) from None
         parsed.append((key.strip(), literal))
     return parsed

@@ -34,7 +34,7 @@ from rl_relay.check.settings_checks import (
 )
 from rl_relay.container import runtime as container
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
-from rl_relay.settings_file import load_settings, load_written_settings
+from rl_relay.settings_file import load_settings, load_written_settings, unreadable_override
 from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 from rl_relay.stopping.settings import whole_file_warnings as stopping_warnings
 
@@ -76,6 +76,8 @@ def check_settings_file(
     directory) describe where hp_optimization is started.
     """
     engine = detect_engine(local)
+    if bad := [what for o in overrides if (what := unreadable_override(o))]:
+        return Verdict(engine, tuple(Problem(str(settings_file), what) for what in bad))
     try:
         settings = load_settings(settings_file, overrides)
     except Exception as err:  # whatever cluster_utils' loader raises  # noqa: BLE001
