@@ -164,14 +164,24 @@ def test_unreadable_parameter_files_and_override_strings(
     assert state_unchanged(tmp_path / "job", finished)
 
 
-def test_malformed_override_strings_on_good_parameters(finished, tmp_path, caplog) -> None:
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ("foo", "give key=value"),
+        ("learning_runs_per_job=abc", "quote text, e.g. 'learning_runs_per_job=\"abc\"'"),
+        ("learning_runs_per_job=[true]", "write True for true"),
+        ("a.b=1", "key=value with a Python literal"),  # readable, but no such path
+    ],
+)
+def test_malformed_override_strings_on_good_parameters(
+    finished, tmp_path, caplog, extra, says
+) -> None:
     params = copy_job(finished, tmp_path / "job")
     path = tmp_path / "job" / "params.json"
     path.write_text(json.dumps(params))
-    for extra in ("foo", "learning_runs_per_job=abc", "a.b=1"):
-        caplog.clear()
-        assert run_main(path, extra) == exit_codes.FAILURE
-        assert_one_clear_error(caplog, str(path), "key=value")
+    caplog.clear()
+    assert run_main(path, extra) == exit_codes.FAILURE
+    assert_one_clear_error(caplog, str(path), says)
     assert state_unchanged(tmp_path / "job", finished)
 
 

@@ -183,7 +183,7 @@ def test_an_override_is_refused_exactly_when_cluster_utils_cannot_read_it(
 ) -> None:
     from cluster_utils.base.settings import add_cmd_line_params
 
-    from rl_relay.settings_file import unreadable_override
+    from rl_relay.override_strings import unreadable_override
 
     override = f"{key}={value}"
     try:

@@ -134,6 +134,33 @@ def test_parameter_dict_form_exec_and_gpus(box: dict) -> None:
     assert argv[-3:] == ["1", "--parameter-dict", repr(params)]
 
 
+def test_by_hand_overrides_are_read_as_cluster_utils_reads_them(box: dict) -> None:
+    params = params_file(box, env={"FOO": "bar"})
+    proc = run(box, str(params), " singularity.env = {'FOO': 'baz'} ")  # spaces stripped
+    assert proc.returncode == 0, proc.stderr
+    assert runtime_calls(box)[0]["env"]["APPTAINERENV_FOO"] == "baz"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["seed=abc", "singularity.use_run=true"], ["'seed=\"abc\"'", "True for true"]),
+        (["seed"], ["override 'seed': give key=value"]),
+        (["--parameter-dict", "{'seed': "], ["is not a Python dict literal"]),
+    ],
+)
+def test_unreadable_job_arguments_say_how_to_write_them(
+    box: dict, args: list[str], says: list[str]
+) -> None:
+    if args[0] != "--parameter-dict":
+        args = [str(params_file(box)), *args]
+    proc = run(box, *args)
+    assert proc.returncode == 1
+    assert all(part in proc.stderr for part in says), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (box["tmp"] / "runtime.jsonl").exists()
+
+
 def test_singularity_is_used_when_there_is_no_apptainer(box: dict) -> None:
     (box["bin"] / "apptainer").rename(box["bin"] / "singularity")
     path = f"{box['bin']}:{Path(sys.executable).parent}:/usr/bin:/bin"

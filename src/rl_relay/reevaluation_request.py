@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rl_relay.override_strings import unreadable_override
 from rl_relay.paramtree import plain
-from rl_relay.settings_file import unreadable_override
 
 #: ``request.json``'s format.
 REQUEST_VERSION = 1

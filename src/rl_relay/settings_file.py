@@ -4,8 +4,6 @@ arguments that name it (``rl-relay hpo`` and ``rl-relay check`` take the same)."
 from __future__ import annotations
 
 import argparse
-import ast
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,41 +40,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 def add_local_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
     """``--local``: cluster_utils' local backend even where sbatch/condor_q are installed."""
     parser.add_argument("--local", action="store_true", help=help_text)
-
-
-#: JSON's literals, which a Python literal spells differently
-_JSON_WORDS = {"true": "True", "false": "False", "null": "None"}
-
-
-def unreadable_override(override: str) -> str | None:
-    """What is wrong with one ``key=value`` override cluster_utils cannot read, and what to
-    write instead; None when it reads it.
-
-    cluster_utils reads each value as a Python literal (``ast.literal_eval``), so JSON's
-    ``true``/``null`` and text without quotes, the mistakes its own "Failed to parse value"
-    does not explain, are named here with the spelling that works.
-    """
-    key, eq, value = (part.strip() for part in override.partition("="))
-    shown = override if len(override) <= 100 else override[:99] + "…"  # hostile lengths
-    if not key or not eq or not value:
-        return (
-            f"override {shown!r}: give key=value, e.g. 'optimization_setting.number_of_samples=8'"
-        )
-    try:
-        ast.literal_eval(value)
-    except Exception:  # noqa: BLE001 - whatever literal_eval raises (also on deep nesting)
-        pass
-    else:
-        return None
-    what = f"override {shown!r}: cluster_utils reads the value as a Python literal"
-    bracketed = value.startswith(("[", "{", "("))
-    words = sorted(set(re.findall(r"\b(?:true|false|null)\b", value)))
-    if value in _JSON_WORDS or (bracketed and words):
-        spelled = ", ".join(f"{_JSON_WORDS[w]} for {w}" for w in words)
-        return f"{what}; write {spelled}"
-    if not bracketed and not value.startswith(("'", '"')) and len(override) <= 100:
-        return f"{what}; quote text, e.g. '{key}=\"{value}\"' (the outer quotes are the shell's)"
-    return f'{what} (a number, "quoted text", True/False/None, a [list] or a {{dict}})'
 
 
 def load_settings(settings_file: Path, overrides: Sequence[str]) -> dict[str, Any]:

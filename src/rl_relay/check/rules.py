@@ -34,7 +34,8 @@ from rl_relay.check.settings_checks import (
 )
 from rl_relay.container import runtime as container
 from rl_relay.optimizers import OPTIMIZERS, optimizer_problems
-from rl_relay.settings_file import load_settings, load_written_settings, unreadable_override
+from rl_relay.override_strings import unreadable_override
+from rl_relay.settings_file import load_settings, load_written_settings
 from rl_relay.stopping.settings import whole_file_problems as stopping_problems
 from rl_relay.stopping.settings import whole_file_warnings as stopping_warnings
 

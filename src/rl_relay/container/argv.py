@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl_relay.override_strings import clip, read_override, unreadable_override
 from rl_relay.paramtree import set_dotted
 
 
@@ -67,8 +68,13 @@ def parse_job_args(argv: Sequence[str]) -> JobArgs:
     first, overrides = positional[0], positional[1:]
     params_file = None
     if is_dict:
-        params = ast.literal_eval(first)
         source, default_wd = "the job's --parameter-dict", Path.cwd()
+        try:
+            params = ast.literal_eval(first)
+        except Exception:  # noqa: BLE001 - whatever literal_eval raises (also deep nesting)
+            raise JobArgvError(
+                f"{source} {clip(first)!r} is not a Python dict literal, e.g. \"{{'seed': 1}}\""
+            ) from None
     else:
         params_file = Path(first).absolute()
         try:
@@ -78,9 +84,8 @@ def parse_job_args(argv: Sequence[str]) -> JobArgs:
         source, default_wd = first, params_file.resolve().parent
     if not isinstance(params, dict):
         raise JobArgvError(f"{source} must be a dictionary of parameters")
+    if bad := [what for o in overrides if (what := unreadable_override(o))]:
+        raise JobArgvError(f"the job's arguments: {'; '.join(bad)}")
     for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep:
-            raise JobArgvError(f"{override!r} is not of the form key=value")
-        set_dotted(params, key, ast.literal_eval(value))
+        set_dotted(params, *read_override(override))
     return JobArgs(params, source, tuple(argv), default_wd, params_file)

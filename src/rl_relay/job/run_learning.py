@@ -24,6 +24,7 @@ from rl_relay.job import locks, preemption
 from rl_relay.job.client import ClusterUtilsServer
 from rl_relay.job.config import ConfigError, prepare
 from rl_relay.job.loop import fail, run
+from rl_relay.override_strings import unreadable_override
 
 logger = logging.getLogger("rl_relay.job.run_learning")
 
@@ -43,11 +44,10 @@ def os_error_message(err: OSError, doing: str) -> str:
     return f"cannot {doing}: {err.strerror or err}{where}" + (f"; {hint}" if hint else "")
 
 
-def _source_of(argv: Sequence[str]) -> str:
-    """How errors name the parameters: the parameter file (the first positional argument,
-    as cluster_utils' parser takes it, whatever its path holds), or the ``--parameter-dict``."""
-    if "--parameter-dict" in argv:
-        return "the job's --parameter-dict"
+def _positionals(argv: Sequence[str]) -> list[str]:
+    """The job script's positional arguments as cluster_utils' parser takes them: the
+    parameter file (or ``--parameter-dict``'s dict), then the ``key=value`` overrides."""
+    positionals: list[str] = []
     skip = False
     for arg in argv[1:]:
         if skip:
@@ -55,8 +55,16 @@ def _source_of(argv: Sequence[str]) -> str:
         elif arg in ("--job-id", "--cluster-utils-server"):
             skip = True
         elif not arg.startswith("-"):
-            return arg
-    return "the job parameters"
+            positionals.append(arg)
+    return positionals
+
+
+def _source_of(argv: Sequence[str]) -> str:
+    """How errors name the parameters: the parameter file (the first positional argument,
+    whatever its path holds), or the ``--parameter-dict``."""
+    if "--parameter-dict" in argv:
+        return "the job's --parameter-dict"
+    return next(iter(_positionals(argv)), "the job parameters")
 
 
 def read_params(argv: Sequence[str]) -> Any:
@@ -69,6 +77,8 @@ def read_params(argv: Sequence[str]) -> Any:
     from cluster_utils.client import initialize_job
 
     source = _source_of(argv)
+    if bad := [what for o in _positionals(argv)[1:] if (what := unreadable_override(o))]:
+        raise ValueError(f"cannot read the job's arguments ({source}): {'; '.join(bad)}")
     if "--parameter-dict" not in argv and Path(source).is_file():
         try:
             data = json.loads(Path(source).read_text(encoding="utf-8"))
