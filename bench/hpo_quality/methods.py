@@ -1,9 +1,9 @@
 """The methods the benchmark compares: the compact syntax users type, and readable names.
 
 A method is typed (``--methods``) and saved (``searches/<method>-r<repeat>.json``) in a
-compact syntax, ``base[@R][+KxM][~ce][~free][~late][~fit][~asha|~median|~pruned][%P]`` (e.g.
-``tpe@2~ce~late``, ``cem~asha%80``); every table
-and plot shows its readable name instead, derived by a rule from the parts
+compact syntax, ``base[@R][+KxM][~ce][~free][~late][~fit][~STOPPING][%P]`` with STOPPING
+one of ``STOPPING_FLAGS`` (e.g. ``tpe@2~ce~late``, ``cem~asha%80``); every table and plot
+shows its readable name instead, derived by a rule from the parts
 (``TPE, 2 runs per job, shared eval episodes, late-window score``).
 """
 
@@ -56,7 +56,10 @@ STOPPING_FLAGS = {
     "asha": "ASHA early stopping",
     "median": "median-rule early stopping",
     "pruned": "Optuna's median pruner",
+    "prunedhalf": "Optuna's median pruner from half the training",
 }
+#: the stopping flags that use Optuna's pruners, so tpe's study
+OPTUNA_STOPPING = ("pruned", "prunedhalf")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class Method:
     ``~late``: a run's score is the mean of its last 3 of 5 evaluations spread over the
     training (at 60, 80 and 100% of it), not the final one alone: a configuration that
     learned early and stayed good beats one that got a lucky last snapshot.
-    ``~asha``, ``~median``, ``~pruned``: each training is split into chained iterations whose
+    ``~asha``, ``~median``, ``~pruned``, ``~prunedhalf`` (the zoo's pruner, stopping no job
+    before half its training): each training is split into chained iterations whose
     boundaries are rungs where poor jobs stop (docs/early_stopping.md); the search runs more
     jobs until it has used ``%P`` percent of the zoo's nominal budget (with ``+KxM``, less the
     re-runs' trainings, which that budget includes). With them ``~late``
@@ -92,9 +96,9 @@ class Method:
     ask_when_free: bool = False  # ~free
     late_window: bool = False  # ~late
     fit_rounds: bool = False  # ~fit
-    #: ``~asha``, ``~median`` or ``~pruned`` (tpe only): early stopping at the boundaries of
-    #: chained iterations; the search then runs jobs until it has used ``share`` percent of
-    #: the zoo's nominal env steps (``%P``, 100 by default)
+    #: ``~asha``, ``~median``, ``~pruned`` or ``~prunedhalf`` (these two tpe only): early
+    #: stopping at the boundaries of chained iterations; the search then runs jobs until it
+    #: has used ``share`` percent of the zoo's nominal env steps (``%P``, 100 by default)
     stopping: str = ""
     share: int = 100
 
@@ -143,10 +147,11 @@ def parse_method(name: str) -> Method:
         raise ValueError(
             f"{full!r}: the ~ suffixes are {known}, each at most once, one early stopping"
         )
+    stopping_flags = ", ".join(f"~{flag}" for flag in STOPPING_FLAGS)
     if percent and not stopping:
-        raise ValueError(f"{full!r}: %P goes with early stopping (~asha, ~median, ~pruned)")
+        raise ValueError(f"{full!r}: %P goes with early stopping ({stopping_flags})")
     if "fit" in flags and not stopping:
-        raise ValueError(f"{full!r}: ~fit goes with early stopping (~asha, ~median, ~pruned)")
+        raise ValueError(f"{full!r}: ~fit goes with early stopping ({stopping_flags})")
     head, plus, pick = core.partition("+")
     base, at, runs = head.partition("@")
     method = Method(base)
@@ -180,7 +185,7 @@ def is_known(name: str) -> bool:
         return False
     if m.base in ZOO_METHODS:
         return m == Method(m.base)
-    if m.stopping == "pruned" and m.base != "tpe":
+    if m.stopping in OPTUNA_STOPPING and m.base != "tpe":
         return False  # Optuna's pruner needs tpe's study
     return m.base in RL_RELAY_METHODS
 
