@@ -58,7 +58,7 @@ STOPPING_FLAGS = {
     "pruned": "Optuna's median pruner",
     "prunedhalf": "Optuna's median pruner from half the training",
 }
-#: the stopping flags that use Optuna's pruners, so tpe's study
+#: the stopping flags that use Optuna's pruners, which need tpe's study
 OPTUNA_STOPPING = ("pruned", "prunedhalf")
 
 

@@ -63,7 +63,7 @@ STOPPING = {
         "pruner": "median",
         "n_startup_trials": 10,
         "n_warmup_steps": 2,
-    },  # fmt: skip
+    },
 }
 #: at most this many continuations of an early-stopping search to use its budget
 MAX_ROUNDS = 8

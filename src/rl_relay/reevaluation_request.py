@@ -14,13 +14,12 @@ the one ``rl-relay report`` shows.
 
 from __future__ import annotations
 
-import ast
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rl_relay.override_strings import unreadable_override
+from rl_relay.override_strings import read_override
 from rl_relay.paramtree import plain
 
 #: ``request.json``'s format.
@@ -35,10 +34,10 @@ def parse_overrides(texts: Sequence[str]) -> list[tuple[str, Any]]:
     """``key=value`` strings as (dotted key, Python literal that JSON can hold), in order."""
     parsed = []
     for text in texts:
-        if problem := unreadable_override(text):  # read as cluster_utils reads them
-            raise OverrideError(problem)
-        key, _, value = text.partition("=")
-        literal = ast.literal_eval(value.strip())
+        try:
+            key, literal = read_override(text)  # read as cluster_utils reads them
+        except ValueError as err:
+            raise OverrideError(str(err)) from None
         try:
             json.dumps(literal, allow_nan=False)
         except (ValueError, TypeError):
@@ -46,7 +45,7 @@ def parse_overrides(texts: Sequence[str]) -> list[tuple[str, Any]]:
                 f"{text!r}: the value is a Python literal JSON cannot hold (a set, bytes,"
                 " nan or inf); give a number, text, True/False/None, a list or a dict"
             ) from None
-        parsed.append((key.strip(), literal))
+        parsed.append((key, literal))
     return parsed
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl_relay.override_strings import clip, read_override, unreadable_override
+from rl_relay.override_strings import clip, read_overrides
 from rl_relay.paramtree import set_dotted
 
 
@@ -84,8 +84,10 @@ def parse_job_args(argv: Sequence[str]) -> JobArgs:
         source, default_wd = first, params_file.resolve().parent
     if not isinstance(params, dict):
         raise JobArgvError(f"{source} must be a dictionary of parameters")
-    if bad := [what for o in overrides if (what := unreadable_override(o))]:
-        raise JobArgvError(f"the job's arguments: {'; '.join(bad)}")
-    for override in overrides:
-        set_dotted(params, *read_override(override))
+    try:
+        pairs = read_overrides(overrides)
+    except ValueError as err:
+        raise JobArgvError(f"the job's arguments: {err}") from None
+    for key, value in pairs:
+        set_dotted(params, key, value)
     return JobArgs(params, source, tuple(argv), default_wd, params_file)
