@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_LEARNING = REPO / "wrappers" / "run_learning.py"
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # the benchmark's tests import the package bench.hpo_quality
+# Every learner the suite starts runs torch on one thread (the learner honours
+# OMP_NUM_THREADS, rl_relay.job.resources.torch_threads): the suite's policies are tiny, and
+# on a busy 2-core machine two threads that wait for each other made one test's 420-step SAC
+# trainings take 164 s instead of 20 s. A value set before the suite is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

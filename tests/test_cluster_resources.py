@@ -1,11 +1,19 @@
-"""What the job was given: CPUs and GPUs from Slurm, HTCondor's job ClassAd, or affinity."""
+"""What the job was given: CPUs and GPUs from Slurm, HTCondor's job ClassAd, or affinity;
+and the torch threads the learner runs on them."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from rl_relay.job.resources import job_resources, resources_from_classad
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_learner_resume import CARTPOLE, PPO, write_configs
+
+from rl_relay.job.resources import job_resources, resources_from_classad, torch_threads
 
 # An excerpt of a real HTCondor job ClassAd (condor_q -l), RequestCpus as an expression.
 JOB_AD = """\
@@ -49,3 +57,44 @@ def test_affinity_and_visible_gpus_elsewhere() -> None:
         "affinity",
     )
     assert job_resources({"CUDA_VISIBLE_DEVICES": "-1"}).gpus == 0
+
+
+@given(cpus=st.integers(1, 512), asked=st.integers(1, 1024))
+def test_torch_threads_are_the_cpus_given_or_fewer_where_omp_num_threads_asks(
+    cpus: int, asked: int
+) -> None:
+    assert torch_threads(cpus, {"OMP_NUM_THREADS": str(asked)}) == min(cpus, asked)
+    assert torch_threads(cpus, {"OMP_NUM_THREADS": f" {asked}\n"}) == min(cpus, asked)
+    assert torch_threads(cpus, {}) == cpus
+
+
+@pytest.mark.parametrize("value", ["", "0", "-2", "two", "1.5", "2,1"])
+def test_an_unusable_omp_num_threads_leaves_the_cpus_given(value: str) -> None:
+    assert torch_threads(6, {"OMP_NUM_THREADS": value}) == 6
+
+
+@pytest.mark.parametrize(("omp", "threads"), [(None, 3), ("1", 1)])
+def test_the_learner_runs_torch_on_the_threads_it_reports(
+    tmp_path: Path, omp: str | None, threads: int
+) -> None:
+    """Slurm gives 3 CPUs: 3 torch threads, or 1 where the job's OMP_NUM_THREADS says 1."""
+    common = {"training_iteration": 0, "training_iterations": 1, "total_timesteps": 32}
+    config = write_configs(tmp_path, PPO, CARTPOLE, common, "")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update({"SLURM_CPUS_PER_TASK": "3", **({"OMP_NUM_THREADS": omp} if omp else {})})
+    probe = (
+        "import sys, torch, runpy; import rl_relay.learner.__main__ as m;"
+        "real = torch.set_num_threads;"
+        "torch.set_num_threads = lambda n: (print('threads', n, file=sys.stderr), real(n));"
+        "sys.argv = ['learner', sys.argv[1]]; sys.exit(m.main())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"threads {threads}\n" in done.stderr
+    assert f"3 CPU(s), 0 GPU(s) given (slurm); {threads} torch thread(s)" in done.stderr

@@ -68,3 +68,19 @@ def job_resources(environ: Mapping[str, str] | None = None) -> JobResources:
     return JobResources(
         cpus=len(os.sched_getaffinity(0)), gpus=_visible_gpus(environ), source="affinity"
     )
+
+
+def torch_threads(cpus: int, environ: Mapping[str, str] | None = None) -> int:
+    """Torch's intra-op threads: the CPUs given, or fewer where ``OMP_NUM_THREADS`` says so.
+
+    Torch reads ``OMP_NUM_THREADS`` itself, but the learner sets its thread count from the
+    CPUs given, which would override a smaller value a user (or HTCondor) set on purpose. The
+    policies RL trains are small: more threads rarely help, and where the threads must wait
+    for each other on a busy machine every small operation gets many times slower
+    (docs/learner.md, "Resources"). A value that is not a positive integer is ignored.
+    """
+    environ = os.environ if environ is None else environ
+    asked = environ.get("OMP_NUM_THREADS", "").strip()
+    if asked.isdigit() and int(asked) > 0:
+        return min(cpus, int(asked))
+    return cpus

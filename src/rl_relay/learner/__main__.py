@@ -56,16 +56,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from rl_relay.job.resources import job_resources
+    from rl_relay.job.resources import job_resources, torch_threads
     from rl_relay.learner import eager
     from rl_relay.learner.train import train
 
     if os.environ.get("RL_RELAY_EAGER_OPTIMIZERS", "1") != "0":
         eager.install()
     resources = job_resources()
-    torch.set_num_threads(resources.cpus)
+    threads = torch_threads(resources.cpus)
+    torch.set_num_threads(threads)
     logging.getLogger("rl_relay.learner").info(
-        "%d CPU(s), %d GPU(s) given (%s)", resources.cpus, resources.gpus, resources.source
+        "%d CPU(s), %d GPU(s) given (%s); %d torch thread(s)",
+        resources.cpus,
+        resources.gpus,
+        resources.source,
+        threads,
     )
     try:
         return train(configs, _stop, resources.cpus)
