@@ -7,7 +7,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/setup.sh"
 cd "$repo"
 ruff check src tests wrappers bench
-python -m pytest -ra "$@"
+# One worker per core, a test file per worker at a time (pytest-xdist): the tests mostly wait
+# for processes they started, and a file's module fixtures (the Slurm cluster) start once.
+python -m pytest -ra -n auto --dist loadfile "$@"
 if [ "$#" -eq 0 ]; then  # the whole suite was asked for: the benchmarks' smoke runs too
     python bench/hpo_quality.py --quick --out "$(mktemp -d)"
     python bench/pbt.py --quick
