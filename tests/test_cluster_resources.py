@@ -68,9 +68,20 @@ def test_torch_threads_are_the_cpus_given_or_fewer_where_omp_num_threads_asks(
     assert torch_threads(cpus, {}) == cpus
 
 
-@pytest.mark.parametrize("value", ["", "0", "-2", "two", "1.5", "2,1"])
+@pytest.mark.parametrize("value", ["", "0", "-2", "two", "1.5", "2,1", "²", "1_0", "+1"])
 def test_an_unusable_omp_num_threads_leaves_the_cpus_given(value: str) -> None:
     assert torch_threads(6, {"OMP_NUM_THREADS": value}) == 6
+
+
+@given(cpus=st.integers(1, 64), value=st.text())
+def test_any_omp_num_threads_gives_between_one_thread_and_the_cpus(cpus: int, value: str) -> None:
+    assert 1 <= torch_threads(cpus, {"OMP_NUM_THREADS": value}) <= cpus
+
+
+@given(value=st.text())
+def test_any_slurm_cpu_count_gives_at_least_one_cpu(value: str) -> None:
+    resources = job_resources({"SLURM_CPUS_PER_TASK": value, "SLURM_GPUS_ON_NODE": value})
+    assert resources.cpus >= 1 and resources.gpus >= 0
 
 
 @pytest.mark.parametrize(("omp", "threads"), [(None, 3), ("1", 1)])

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 from conftest import hp_optimization, stand_in_settings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rl_relay.cli import main
+from rl_relay.hpo.continuation import job_dirs, kept_best_job_ids
 from rl_relay.job.params import DEFAULTS as JOB_DEFAULTS
+from rl_relay.layout import parse_job_number
 from rl_relay.report.load import load_results, read_curve
 from rl_relay.report.model import JobInfo, Results, RunInfo
 
@@ -168,6 +172,33 @@ def test_report_of_a_finished_hpo(
         assert (page.parent / href).exists(), href
     if len({r["mean_eprewmean"] for r in rows}) == jobs:  # no two jobs share a value
         assert "share this best value" not in text
+
+
+@given(st.text())
+def test_only_ascii_digits_name_a_job(name: str) -> None:
+    number = parse_job_number(name)
+    assert number is None or str(number) == name.lstrip("0").rjust(1, "0")
+    if not name.isascii():
+        assert number is None
+
+
+@pytest.mark.slow  # shares one ~7 s local HPO
+def test_directories_a_user_left_beside_the_jobs_are_not_jobs(
+    hpo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names that look like numbers to ``str.isdigit`` but not to ``int`` ("²"), and others."""
+    results = copy_results(hpo, tmp_path)
+    jobs = {int(r["_id"]) for r in all_data(results)}
+    for name in ("²", "1_0", "٣x", "notes", " 7"):
+        (results / "working_directories" / name).mkdir()
+    (results / "best_jobs").mkdir(exist_ok=True)
+    (results / "best_jobs" / "directories_²").mkdir()
+    assert set(job_dirs(results)) == jobs
+    assert kept_best_job_ids(results) <= jobs
+    code, out = report(str(results), capsys=capsys)
+    assert code == 0
+    text = text_of((results / "report" / "index.html").read_text())
+    assert f"Jobs: {len(jobs)} — {len(jobs)} with results" in text
 
 
 @pytest.mark.slow  # shares one ~7 s local HPO

@@ -256,6 +256,15 @@ class ReevaluationPaths:
         return self.dir / WORKING_DIRS
 
 
+_JOB_NUMBER_RE = re.compile(r"[0-9]+")
+
+
+def parse_job_number(name: str) -> int | None:
+    """The job id a working directory (or the suffix of a ``best_jobs`` copy) is named by,
+    or None for other names. ASCII digits only: ``"²".isdigit()`` is true, ``int("²")`` fails."""
+    return int(name) if _JOB_NUMBER_RE.fullmatch(name) else None
+
+
 def results_root(settings: Mapping[str, Any]) -> Path:
     """``results_dir/optimization_procedure_name`` as cluster_utils 3.0 joins them: onto
     the home directory, so an absolute ``results_dir`` wins."""

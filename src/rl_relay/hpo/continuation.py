@@ -16,7 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rl_relay.job import locks
-from rl_relay.layout import BEST_JOB_PREFIX, JOB_METRICS, JOB_SETTINGS, ResultsPaths
+from rl_relay.layout import (
+    BEST_JOB_PREFIX,
+    JOB_METRICS,
+    JOB_SETTINGS,
+    ResultsPaths,
+    parse_job_number,
+)
 
 
 class DirectoryBusy(Exception):
@@ -28,7 +34,8 @@ def job_dirs(result_dir: Path) -> dict[int, Path]:
     root = ResultsPaths(result_dir).working_dirs
     if not root.is_dir():
         return {}
-    return {int(p.name): p for p in root.iterdir() if p.name.isdigit() and p.is_dir()}
+    numbered = ((parse_job_number(p.name), p) for p in root.iterdir())
+    return {number: p for number, p in numbered if number is not None and p.is_dir()}
 
 
 def kept_best_job_ids(result_dir: Path) -> set[int]:
@@ -38,9 +45,9 @@ def kept_best_job_ids(result_dir: Path) -> set[int]:
         return set()
     ids = set()
     for p in root.iterdir():
-        suffix = p.name.removeprefix(BEST_JOB_PREFIX)
-        if p.name.startswith(BEST_JOB_PREFIX) and suffix.isdigit():
-            ids.add(int(suffix))
+        number = parse_job_number(p.name.removeprefix(BEST_JOB_PREFIX))
+        if p.name.startswith(BEST_JOB_PREFIX) and number is not None:
+            ids.add(number)
     return ids
 
 

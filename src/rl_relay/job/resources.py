@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,13 @@ class JobResources:
     gpus: int
     #: Where the numbers came from, for logs: "slurm", "htcondor" or "affinity".
     source: str
+
+
+def _count(text: str) -> int | None:
+    """A count given in an environment variable: ASCII digits only (``"²".isdigit()`` is true
+    but ``int`` refuses it; ``int`` would take ``"1_0"``)."""
+    text = text.strip()
+    return int(text) if re.fullmatch(r"[0-9]+", text) else None
 
 
 def _visible_gpus(environ: Mapping[str, str]) -> int:
@@ -48,11 +56,12 @@ def resources_from_classad(text: str) -> tuple[int | None, int | None]:
 def job_resources(environ: Mapping[str, str] | None = None) -> JobResources:
     """The CPUs and GPUs this job may use."""
     environ = os.environ if environ is None else environ
-    if environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        gpus = environ.get("SLURM_GPUS_ON_NODE", "")
+    slurm_cpus = _count(environ.get("SLURM_CPUS_PER_TASK", ""))
+    if slurm_cpus:
+        gpus = _count(environ.get("SLURM_GPUS_ON_NODE", ""))
         return JobResources(
-            cpus=int(environ["SLURM_CPUS_PER_TASK"]),
-            gpus=int(gpus) if gpus.isdigit() else _visible_gpus(environ),
+            cpus=slurm_cpus,
+            gpus=_visible_gpus(environ) if gpus is None else gpus,
             source="slurm",
         )
     ad_file = environ.get("_CONDOR_JOB_AD")
@@ -80,7 +89,5 @@ def torch_threads(cpus: int, environ: Mapping[str, str] | None = None) -> int:
     (docs/learner.md, "Resources"). A value that is not a positive integer is ignored.
     """
     environ = os.environ if environ is None else environ
-    asked = environ.get("OMP_NUM_THREADS", "").strip()
-    if asked.isdigit() and int(asked) > 0:
-        return min(cpus, int(asked))
-    return cpus
+    asked = _count(environ.get("OMP_NUM_THREADS", ""))
+    return min(cpus, asked) if asked else cpus

@@ -41,6 +41,7 @@ from rl_relay.layout import (
     JobPaths,
     ReevaluationPaths,
     ResultsPaths,
+    parse_job_number,
 )
 from rl_relay.metrics import DEFAULT_METRIC, ITERATIONS_DONE, STOPPED_EARLY
 from rl_relay.paramtree import lookup, plain, set_dotted
@@ -281,7 +282,8 @@ def _earlier(results: ResultsPaths) -> list[Earlier]:
 
 def _job_order(wd: Path) -> tuple[int, str]:
     """Job directories by number (``2`` before ``10``), anything else after them."""
-    return (int(wd.name), "") if wd.name.isdigit() else (sys.maxsize, wd.name)
+    number = parse_job_number(wd.name)
+    return (number, "") if number is not None else (sys.maxsize, wd.name)
 
 
 def _evaluated(

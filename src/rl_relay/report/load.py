@@ -26,6 +26,7 @@ from rl_relay.layout import (
     STATE_FILE,
     WORKING_DIRS,
     JobPaths,
+    parse_job_number,
 )
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED, STD_SUFFIX, TIMESTEPS_COLUMN
 from rl_relay.paramtree import flatten
@@ -92,8 +93,9 @@ def _job_dirs(procedure: Path) -> dict[int, list[Path]]:
             continue
         for child in parent.iterdir():
             suffix = child.name[len(prefix) :] if child.name.startswith(prefix) else ""
-            if child.is_dir() and suffix.isdigit():
-                found.setdefault(int(suffix), []).append(child)
+            number = parse_job_number(suffix)
+            if number is not None and child.is_dir():
+                found.setdefault(number, []).append(child)
     return found
 
 
