@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
 # Every learner the suite starts runs torch on one thread (the learner honours
 # OMP_NUM_THREADS, rl_relay.job.resources.torch_threads): the suite's policies are tiny, and
 # on a busy 2-core machine two threads that wait for each other made one test's 420-step SAC
-# trainings take 164 s instead of 20 s. A value set before the suite is kept.
+# trainings take 164 s instead of 32 s. A value set before the suite is kept.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

@@ -94,7 +94,7 @@ def test_the_learner_runs_torch_on_the_threads_it_reports(
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env.update({"SLURM_CPUS_PER_TASK": "3", **({"OMP_NUM_THREADS": omp} if omp else {})})
     probe = (
-        "import sys, torch, runpy; import rl_relay.learner.__main__ as m;"
+        "import sys, torch; import rl_relay.learner.__main__ as m;"
         "real = torch.set_num_threads;"
         "torch.set_num_threads = lambda n: (print('threads', n, file=sys.stderr), real(n));"
         "sys.argv = ['learner', sys.argv[1]]; sys.exit(m.main())"
