@@ -88,13 +88,15 @@ def test_any_slurm_cpu_count_gives_at_least_one_cpu(value: str) -> None:
 def test_the_learner_runs_torch_on_the_threads_it_reports(
     tmp_path: Path, omp: str | None, threads: int
 ) -> None:
-    """Slurm gives 3 CPUs: 3 torch threads, or 1 where the job's OMP_NUM_THREADS says 1."""
+    """Slurm gives 3 CPUs: 3 torch threads, or 1 where the job's OMP_NUM_THREADS says 1.
+    (The training itself is replaced: 3 threads on a busy 2-core machine would crawl.)"""
     common = {"training_iteration": 0, "training_iterations": 1, "total_timesteps": 32}
     config = write_configs(tmp_path, PPO, CARTPOLE, common, "")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env.update({"SLURM_CPUS_PER_TASK": "3", **({"OMP_NUM_THREADS": omp} if omp else {})})
     probe = (
-        "import sys, torch; import rl_relay.learner.__main__ as m;"
+        "import sys, torch; import rl_relay.learner.__main__ as m, rl_relay.learner.train as t;"
+        "t.train = lambda configs, stop, cpus: print('trained', cpus, file=sys.stderr) or 0;"
         "real = torch.set_num_threads;"
         "torch.set_num_threads = lambda n: (print('threads', n, file=sys.stderr), real(n));"
         "sys.argv = ['learner', sys.argv[1]]; sys.exit(m.main())"
@@ -108,4 +110,5 @@ def test_the_learner_runs_torch_on_the_threads_it_reports(
     )
     assert done.returncode == 0, done.stderr
     assert f"threads {threads}\n" in done.stderr
+    assert "trained 3\n" in done.stderr  # the environments still follow the CPUs given
     assert f"3 CPU(s), 0 GPU(s) given (slurm); {threads} torch thread(s)" in done.stderr
