@@ -242,6 +242,8 @@ def test_an_early_stopping_search_chains_its_trainings_and_evaluates_each_rung(t
         search(16, 10_000, 10, 2, 101, 1), "tpe@2~prunedhalf", tmp_path, "search"
     )["early_stopping"]
     assert (half["n_startup_trials"], half["n_warmup_steps"]) == (5, 2)  # from rung 2 of 3
+    asha_half = rl_relay_settings(search_, "tpe~ashahalf", tmp_path, "search")["early_stopping"]
+    assert (asha_half["rule"], asha_half["grace_iterations"]) == ("asha", 2)  # rungs 2 and 3
     # ~late: the last 2 of the 4 iteration-end evaluations, read back across iterations
     late = rl_relay_settings(search_, "tpe~late~pruned", tmp_path, "search")["fixed_params"]
     assert (late["config.rl_common_config.evaluations"], late["reward_window"]) == (4, 2)

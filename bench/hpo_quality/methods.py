@@ -54,6 +54,7 @@ METHOD_FLAGS = {
 #: the ``~`` suffixes that turn on early stopping (at most one), with their readable names
 STOPPING_FLAGS = {
     "asha": "ASHA early stopping",
+    "ashahalf": "ASHA early stopping from half the training",
     "median": "median-rule early stopping",
     "pruned": "Optuna's median pruner",
     "prunedhalf": "Optuna's median pruner from half the training",
@@ -76,8 +77,8 @@ class Method:
     ``~late``: a run's score is the mean of its last 3 of 5 evaluations spread over the
     training (at 60, 80 and 100% of it), not the final one alone: a configuration that
     learned early and stayed good beats one that got a lucky last snapshot.
-    ``~asha``, ``~median``, ``~pruned``, ``~prunedhalf`` (the zoo's pruner, stopping no job
-    before half its training): each training is split into chained iterations whose
+    ``~asha``, ``~ashahalf``, ``~median``, ``~pruned``, ``~prunedhalf`` (``half``: stopping no
+    job before half its training): each training is split into chained iterations whose
     boundaries are rungs where poor jobs stop (docs/early_stopping.md); the search runs more
     jobs until it has used ``%P`` percent of the zoo's nominal budget (with ``+KxM``, less the
     re-runs' trainings, which that budget includes). With them ``~late``
@@ -96,9 +97,10 @@ class Method:
     ask_when_free: bool = False  # ~free
     late_window: bool = False  # ~late
     fit_rounds: bool = False  # ~fit
-    #: ``~asha``, ``~median``, ``~pruned`` or ``~prunedhalf`` (these two tpe only): early
-    #: stopping at the boundaries of chained iterations; the search then runs jobs until it
-    #: has used ``share`` percent of the zoo's nominal env steps (``%P``, 100 by default)
+    #: ``~asha``, ``~ashahalf``, ``~median``, ``~pruned`` or ``~prunedhalf`` (the last two
+    #: tpe only): early stopping at the boundaries of chained iterations; the search then
+    #: runs jobs until it has used ``share`` percent of the zoo's nominal env steps (``%P``,
+    #: 100 by default)
     stopping: str = ""
     share: int = 100
 
