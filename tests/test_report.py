@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from rl_relay.cli import main
 from rl_relay.hpo.continuation import job_dirs, kept_best_job_ids
 from rl_relay.job.params import DEFAULTS as JOB_DEFAULTS
-from rl_relay.layout import parse_job_number
+from rl_relay.layout import numbered_dirs, parse_job_number
 from rl_relay.report.load import load_results, read_curve
 from rl_relay.report.model import JobInfo, Results, RunInfo
 
@@ -180,6 +180,15 @@ def test_only_ascii_digits_name_a_job(name: str) -> None:
     assert number is None or str(number) == name.lstrip("0").rjust(1, "0")
     if not name.isascii():
         assert number is None
+
+
+def test_numbered_dirs_are_the_job_directories_and_nothing_else(tmp_path: Path) -> None:
+    assert numbered_dirs(tmp_path / "missing") == {}
+    for name in ("3", "10", "007", "²", "notes", "directories_4", "directories_x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "5").write_text("a file named like a job is not one")
+    assert numbered_dirs(tmp_path) == {3: tmp_path / "3", 10: tmp_path / "10", 7: tmp_path / "007"}
+    assert numbered_dirs(tmp_path, "directories_") == {4: tmp_path / "directories_4"}
 
 
 @pytest.mark.slow  # shares one ~7 s local HPO

@@ -265,6 +265,22 @@ def parse_job_number(name: str) -> int | None:
     return int(name) if _JOB_NUMBER_RE.fullmatch(name) else None
 
 
+def numbered_dirs(parent: Path, prefix: str = "") -> dict[int, Path]:
+    """The subdirectories of ``parent`` named ``<prefix><job id>``, by job id ({} when
+    ``parent`` is missing): ``working_directories/N`` and ``best_jobs/directories_N``, which
+    the continuation, the report and the re-evaluation all look for."""
+    if not parent.is_dir():
+        return {}
+    found = {}
+    for child in parent.iterdir():
+        if not child.name.startswith(prefix):
+            continue
+        number = parse_job_number(child.name[len(prefix) :])
+        if number is not None and child.is_dir():
+            found[number] = child
+    return found
+
+
 def results_root(settings: Mapping[str, Any]) -> Path:
     """``results_dir/optimization_procedure_name`` as cluster_utils 3.0 joins them: onto
     the home directory, so an absolute ``results_dir`` wins."""

@@ -21,7 +21,7 @@ from rl_relay.layout import (
     JOB_METRICS,
     JOB_SETTINGS,
     ResultsPaths,
-    parse_job_number,
+    numbered_dirs,
 )
 
 
@@ -31,24 +31,12 @@ class DirectoryBusy(Exception):
 
 def job_dirs(result_dir: Path) -> dict[int, Path]:
     """Every job's working directory, by job id (cluster_utils names them by the id)."""
-    root = ResultsPaths(result_dir).working_dirs
-    if not root.is_dir():
-        return {}
-    numbered = ((parse_job_number(p.name), p) for p in root.iterdir())
-    return {number: p for number, p in numbered if number is not None and p.is_dir()}
+    return numbered_dirs(ResultsPaths(result_dir).working_dirs)
 
 
 def kept_best_job_ids(result_dir: Path) -> set[int]:
     """Ids of the copies in ``best_jobs/`` (the only trace with ``remove_working_dirs``)."""
-    root = ResultsPaths(result_dir).best_jobs
-    if not root.is_dir():
-        return set()
-    ids = set()
-    for p in root.iterdir():
-        number = parse_job_number(p.name.removeprefix(BEST_JOB_PREFIX))
-        if p.name.startswith(BEST_JOB_PREFIX) and number is not None:
-            ids.add(number)
-    return ids
+    return set(numbered_dirs(ResultsPaths(result_dir).best_jobs, BEST_JOB_PREFIX))
 
 
 def read_metrics(path: Path) -> dict[str, str] | None:

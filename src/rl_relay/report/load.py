@@ -26,7 +26,7 @@ from rl_relay.layout import (
     STATE_FILE,
     WORKING_DIRS,
     JobPaths,
-    parse_job_number,
+    numbered_dirs,
 )
 from rl_relay.metrics import DEFAULT_METRIC, REPORTED, STD_SUFFIX, TIMESTEPS_COLUMN
 from rl_relay.paramtree import flatten
@@ -89,13 +89,8 @@ def _job_dirs(procedure: Path) -> dict[int, list[Path]]:
     found: dict[int, list[Path]] = {}
     places = ((procedure / WORKING_DIRS, ""), (procedure / BEST_JOBS, BEST_JOB_PREFIX))
     for parent, prefix in places:
-        if not parent.is_dir():
-            continue
-        for child in parent.iterdir():
-            suffix = child.name[len(prefix) :] if child.name.startswith(prefix) else ""
-            number = parse_job_number(suffix)
-            if number is not None and child.is_dir():
-                found.setdefault(number, []).append(child)
+        for job_id, child in numbered_dirs(parent, prefix).items():
+            found.setdefault(job_id, []).append(child)
     return found
 
 
