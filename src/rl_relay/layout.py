@@ -268,7 +268,7 @@ def parse_job_number(name: str) -> int | None:
 def numbered_dirs(parent: Path, prefix: str = "") -> dict[int, Path]:
     """The subdirectories of ``parent`` named ``<prefix><job id>``, by job id ({} when
     ``parent`` is missing): ``working_directories/N`` and ``best_jobs/directories_N``, which
-    the continuation, the report and the re-evaluation all look for."""
+    both the continuation and the report look for."""
     if not parent.is_dir():
         return {}
     found = {}
