@@ -183,12 +183,13 @@ def test_only_ascii_digits_name_a_job(name: str) -> None:
 
 
 def test_numbered_dirs_are_the_job_directories_and_nothing_else(tmp_path: Path) -> None:
-    assert numbered_dirs(tmp_path / "missing") == {}
+    assert list(numbered_dirs(tmp_path / "missing")) == []
     for name in ("3", "10", "007", "²", "notes", "directories_4", "directories_x"):
         (tmp_path / name).mkdir()
     (tmp_path / "5").write_text("a file named like a job is not one")
-    assert numbered_dirs(tmp_path) == {3: tmp_path / "3", 10: tmp_path / "10", 7: tmp_path / "007"}
-    assert numbered_dirs(tmp_path, "directories_") == {4: tmp_path / "directories_4"}
+    found = sorted(numbered_dirs(tmp_path))
+    assert found == [(3, tmp_path / "3"), (7, tmp_path / "007"), (10, tmp_path / "10")]
+    assert list(numbered_dirs(tmp_path, "directories_")) == [(4, tmp_path / "directories_4")]
 
 
 @pytest.mark.slow  # shares one ~7 s local HPO

@@ -11,7 +11,7 @@ host).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,20 +265,19 @@ def parse_job_number(name: str) -> int | None:
     return int(name) if _JOB_NUMBER_RE.fullmatch(name) else None
 
 
-def numbered_dirs(parent: Path, prefix: str = "") -> dict[int, Path]:
-    """The subdirectories of ``parent`` named ``<prefix><job id>``, by job id ({} when
-    ``parent`` is missing): ``working_directories/N`` and ``best_jobs/directories_N``, which
-    both the continuation and the report look for."""
+def numbered_dirs(parent: Path, prefix: str = "") -> Iterator[tuple[int, Path]]:
+    """(job id, directory) for each subdirectory of ``parent`` named ``<prefix><job id>``
+    (none when ``parent`` is missing): ``working_directories/N`` and
+    ``best_jobs/directories_N``, which both the continuation and the report look for. Pairs,
+    not a dict: ``7`` and ``007`` name the same job, and the report keeps both places."""
     if not parent.is_dir():
-        return {}
-    found = {}
+        return
     for child in parent.iterdir():
         if not child.name.startswith(prefix):
             continue
         number = parse_job_number(child.name[len(prefix) :])
         if number is not None and child.is_dir():
-            found[number] = child
-    return found
+            yield number, child
 
 
 def results_root(settings: Mapping[str, Any]) -> Path:

@@ -31,12 +31,14 @@ class DirectoryBusy(Exception):
 
 def job_dirs(result_dir: Path) -> dict[int, Path]:
     """Every job's working directory, by job id (cluster_utils names them by the id)."""
-    return numbered_dirs(ResultsPaths(result_dir).working_dirs)
+    return dict(numbered_dirs(ResultsPaths(result_dir).working_dirs))
 
 
 def kept_best_job_ids(result_dir: Path) -> set[int]:
     """Ids of the copies in ``best_jobs/`` (the only trace with ``remove_working_dirs``)."""
-    return set(numbered_dirs(ResultsPaths(result_dir).best_jobs, BEST_JOB_PREFIX))
+    return {
+        number for number, _ in numbered_dirs(ResultsPaths(result_dir).best_jobs, BEST_JOB_PREFIX)
+    }
 
 
 def read_metrics(path: Path) -> dict[str, str] | None:

@@ -89,7 +89,7 @@ def _job_dirs(procedure: Path) -> dict[int, list[Path]]:
     found: dict[int, list[Path]] = {}
     places = ((procedure / WORKING_DIRS, ""), (procedure / BEST_JOBS, BEST_JOB_PREFIX))
     for parent, prefix in places:
-        for job_id, child in numbered_dirs(parent, prefix).items():
+        for job_id, child in numbered_dirs(parent, prefix):
             found.setdefault(job_id, []).append(child)
     return found
 
