@@ -14,12 +14,20 @@ import pytest
 from bench_helpers import PPO_SETTINGS, by_name, by_name_of, settings, small_space
 
 from bench.hpo_quality.cost import expected_seconds, training_seconds
-from bench.hpo_quality.outcome import job_env_steps, job_rewards, read_best_job, read_pick
+from bench.hpo_quality.outcome import (
+    Outcome,
+    job_env_steps,
+    job_rewards,
+    read_best_job,
+    read_pick,
+    search_jobs,
+)
 from bench.hpo_quality.runs import Search, reeval_params, rl_relay_settings
 from bench.hpo_quality.space import restrict, space_of
 from rl_relay.job.state import Plan, new_state
 from rl_relay.job.state_file import save_state
 from rl_relay.layout import JobPaths
+from rl_relay.stopping.records import RungRecord, write_decision
 
 
 def search(trials: int, budget: int, episodes: int, runs: int, seed: int, repeat: int) -> Search:
@@ -175,6 +183,35 @@ def test_best_job_is_the_first_row_with_the_metric_and_overrides_in_template_typ
         "config.rl_config.policy_kwargs.activation_fn": "tanh",
         "config.rl_config.gamma": 0.97,
     }
+
+
+def test_the_saved_search_keeps_every_job_by_id_with_its_score_steps_and_stop(tmp_path) -> None:
+    # all_data.csv is written best first; a job that reported no reward keeps its place
+    all_data = tmp_path / "all_data.csv"
+    all_data.write_text(
+        ",_id,mean_eprewmean,env_steps,iterations_done,stopped_early\n"
+        "0,10,250.5,4096,4,0\n"
+        "1,2,120.0,2048.0,2,1.0\n"
+        "2,7,,1024,1,0\n"
+    )
+    records = tmp_path / "early_stopping"
+    decided = [(2, 1, 90.0, "continue"), (2, 2, 120.0, "stop"), (10, 1, 150.0, "continue")]
+    for job, rung, score, decision in [*decided, (10, 2, None, "continue")]:
+        write_decision(records, RungRecord(job, rung, "asha", score, decision, "test"))
+    jobs = search_jobs(all_data, "mean_eprewmean", records)
+    assert [(j["id"], j["score"], j["env_steps"], j["iterations_done"]) for j in jobs] == [
+        (2, 120.0, 2048, 2),
+        (7, None, 1024, 1),
+        (10, 250.5, 4096, 4),
+    ]
+    assert [j["stopped_early"] for j in jobs] == [True, False, False]
+    assert [j["rungs"] for j in jobs] == [{"1": 90.0, "2": 120.0}, {}, {"1": 150.0, "2": None}]
+    assert [j["rungs"] for j in search_jobs(all_data, "mean_eprewmean")] == [{}, {}, {}]
+    outcome = Outcome("pendulum", "tpe~ce~late~fit~ashahalf%95", 0, jobs=jobs)
+    assert Outcome.from_json(outcome.to_json()).jobs == jobs
+    # a JSON saved before the field existed still loads, with no jobs
+    old = {k: v for k, v in outcome.to_json().items() if k != "jobs"}
+    assert Outcome.from_json(old).jobs == []
 
 
 def test_the_pick_is_the_best_fresh_mean_of_rl_relay_reevaluate_not_the_search_estimate(

@@ -17,8 +17,9 @@ from typing import Any
 
 from rl_relay.job.state_file import read_state
 from rl_relay.layout import JobPaths, StepPaths
-from rl_relay.metrics import STOPPED_EARLY, TIMESTEPS_COLUMN
+from rl_relay.metrics import ENV_STEPS, ITERATIONS_DONE, STOPPED_EARLY, TIMESTEPS_COLUMN
 from rl_relay.report.files import scalar
+from rl_relay.stopping.records import all_records
 
 from .space import Param, zoo_native_overrides
 from .zoo import ENV_STEPS_ATTR
@@ -86,6 +87,10 @@ class Outcome:
     #: the machine the re-evaluation trained on (``host()``): the same configuration and
     #: seeds give the same rewards on one machine but not across CPUs of another kind
     host: dict[str, Any] = field(default_factory=dict)
+    #: the search's own jobs (``search_jobs``), not ``+KxM``'s re-runs: what each scored,
+    #: trained and whether it stopped early, so a stopping rule's decisions can be looked
+    #: at (or replayed) after the search's directory is gone
+    jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,6 +202,37 @@ def read_best_job(
     if not rows:
         raise ValueError(f"{all_data}: no job reported {metric}")
     return float(rows[0][metric]), _choice(rows[0], space)  # cluster_utils writes it best first
+
+
+def search_jobs(
+    all_data: Path, metric: str, stopping_records: Path | None = None
+) -> list[dict[str, Any]]:
+    """Every job of cluster_utils' ``all_data.csv`` by id: its ``metric`` (None when it
+    reported none), env steps, iterations done, whether it stopped early and, from early
+    stopping's records, its score at each rung it reached (``{"1": score, ...}``)."""
+    rungs: dict[int, dict[str, float | None]] = {}
+    for record in all_records(stopping_records) if stopping_records else []:
+        rungs.setdefault(record.job, {})[str(record.rung)] = record.score
+
+    def number(row: Mapping[str, str], column: str) -> float | None:
+        value = row.get(column)
+        return None if value in ("", None, "nan") else float(value)
+
+    with open(all_data, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    jobs = [
+        {
+            "id": int(float(row["_id"])),
+            "score": number(row, metric),
+            "env_steps": int(number(row, ENV_STEPS) or 0),
+            "iterations_done": int(number(row, ITERATIONS_DONE) or 0),
+            "stopped_early": bool(number(row, STOPPED_EARLY)),
+            "rungs": rungs.get(int(float(row["_id"])), {}),
+        }
+        for row in rows
+        if row.get("_id") not in ("", None)
+    ]
+    return sorted(jobs, key=lambda job: job["id"])
 
 
 def read_pick(summary: Path, space: Sequence[Param]) -> tuple[float, dict]:

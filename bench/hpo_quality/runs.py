@@ -39,6 +39,7 @@ from .outcome import (
     read_best_job,
     read_pick,
     read_zoo_report,
+    search_jobs,
     zoo_overrides,
 )
 from .space import Param, discretize, fixed_overrides, rollouts_within
@@ -416,6 +417,7 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
     outcome.estimate, outcome.overrides = read_best_job(
         results.all_data, s.space, MEAN_REWARD, full_only=bool(m.stopping)
     )
+    outcome.jobs = search_jobs(results.all_data, MEAN_REWARD, results.early_stopping)
     if m.picks:
         pick(s, m, results, outcome, work, env)
         outcome.wall_seconds = time.perf_counter() - started
