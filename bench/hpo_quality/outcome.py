@@ -186,6 +186,12 @@ def job_rewards(working_dir: Path) -> list[float]:
     return read_state(JobPaths(working_dir).state).rewards()
 
 
+def _number(row: Mapping[str, str], column: str) -> float | None:
+    """A numeric cell of cluster_utils' ``all_data.csv``; None when empty, missing or nan."""
+    value = row.get(column)
+    return None if value in ("", None, "nan") else float(value)
+
+
 def _choice(row: Mapping[str, str], space: Sequence[Param]) -> dict[str, Any]:
     return {p.name: p.coerce(row[p.name]) for p in space}
 
@@ -196,7 +202,7 @@ def read_best_job(
     """(the metric, the overrides) of the best job in cluster_utils' ``all_data.csv``;
     ``full_only``: among jobs not stopped early (as the zoo chooses among complete trials)."""
     with open(all_data, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r.get(metric) not in ("", None, "nan")]
+        rows = [r for r in csv.DictReader(f) if _number(r, metric) is not None]
     if full_only:
         rows = [r for r in rows if r.get(STOPPED_EARLY) in ("0", "0.0", "False")]
     if not rows:
@@ -213,25 +219,23 @@ def search_jobs(
     rungs: dict[int, dict[str, float | None]] = {}
     for record in all_records(stopping_records) if stopping_records else []:
         rungs.setdefault(record.job, {})[str(record.rung)] = record.score
-
-    def number(row: Mapping[str, str], column: str) -> float | None:
-        value = row.get(column)
-        return None if value in ("", None, "nan") else float(value)
-
     with open(all_data, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    jobs = [
-        {
-            "id": int(float(row["_id"])),
-            "score": number(row, metric),
-            "env_steps": int(number(row, ENV_STEPS) or 0),
-            "iterations_done": int(number(row, ITERATIONS_DONE) or 0),
-            "stopped_early": bool(number(row, STOPPED_EARLY)),
-            "rungs": rungs.get(int(float(row["_id"])), {}),
-        }
-        for row in rows
-        if row.get("_id") not in ("", None)
-    ]
+    jobs = []
+    for row in rows:
+        if row.get("_id") in ("", None):
+            continue
+        job = int(float(row["_id"]))
+        jobs.append(
+            {
+                "id": job,
+                "score": _number(row, metric),
+                "env_steps": int(_number(row, ENV_STEPS) or 0),
+                "iterations_done": int(_number(row, ITERATIONS_DONE) or 0),
+                "stopped_early": bool(_number(row, STOPPED_EARLY)),
+                "rungs": rungs.get(job, {}),
+            }
+        )
     return sorted(jobs, key=lambda job: job["id"])
 
 
