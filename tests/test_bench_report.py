@@ -195,3 +195,45 @@ def test_each_search_records_the_cpu_its_reevaluation_trained_on(tmp_path) -> No
     assert Outcome.from_json(json.loads((tmp_path / "s.json").read_text())) == saved
     older = {k: v for k, v in saved.to_json().items() if k != "host"}  # saved before 12-06
     assert Outcome.from_json(older).host == {}
+
+
+def test_a_run_stopped_while_re_evaluating_keeps_the_search_and_only_re_evaluates(
+    tmp_path, monkeypatch
+) -> None:
+    """A search takes an hour on Pendulum: stopping the run during the re-evaluation that
+    follows must not lose the search's jobs and choice, nor search again when run again."""
+    searched = Outcome("cartpole", "cem", 0, trials=6, env_steps=48_000, estimate=480.0,
+                       overrides={"config.rl_config.n_steps": 64},
+                       jobs=[{"job": 0, "score": 480.0, "stopped_early": 0}])  # fmt: skip
+    searches = []
+
+    def search(*args, **kwargs) -> Outcome:
+        searches.append(args)
+        return Outcome.from_json(searched.to_json())
+
+    def stopped(*args, **kwargs) -> None:
+        raise KeyboardInterrupt  # the session ends while the chosen configuration trains
+
+    def trained(s, outcome, seeds, *args) -> None:
+        outcome.reeval_rewards += [470.0, 490.0]
+        outcome.reeval_env_steps += 20_000
+
+    monkeypatch.setattr(cli, "availability", lambda methods, env: ({"cem": ("", "")}, True))
+    monkeypatch.setattr(cli, "estimate", lambda *args: 60.0)
+    monkeypatch.setattr(cli, "rl_relay_search", search)
+    monkeypatch.setattr(cli, "reevaluate", stopped)
+    argv = ["--methods", "cem", "--repeats", "1", "--out", str(tmp_path), "--reeval-seeds", "2"]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    saved = tmp_path / "cartpole" / "searches" / "cem-r0.json"
+    kept = Outcome.from_json(json.loads(saved.read_text()))
+    assert kept.status == "searched" and kept.jobs == searched.jobs and not kept.reeval_rewards
+    assert kept.overrides == searched.overrides and len(searches) == 1
+
+    monkeypatch.setattr(cli, "reevaluate", trained)
+    assert cli.main(argv) == 0
+    done = Outcome.from_json(json.loads(saved.read_text()))
+    assert len(searches) == 1  # not searched again
+    assert done.status == "ok" and done.reeval_rewards == [470.0, 490.0]
+    assert (done.jobs, done.env_steps, done.reeval_env_steps) == (searched.jobs, 48_000, 20_000)
+    assert cli.main(argv) == 0 and len(searches) == 1  # done: neither searched nor re-evaluated

@@ -37,7 +37,7 @@ from rl_relay.metrics import DEFAULT_REWARD_COLUMN
 from . import REPO
 from .cost import expected_seconds
 from .methods import RL_RELAY_METHODS, ZOO_METHODS, is_known, parse_method
-from .outcome import SEARCH_SEED, Outcome, host
+from .outcome import SEARCH_SEED, SEARCHED, Outcome, host
 from .report import report
 from .runs import Env, Search, availability, reevaluate, rl_relay_search, zoo_search
 from .space import restrict, space_of
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             if saved.exists():
                 previous = Outcome.from_json(json.loads(saved.read_text()))
                 if previous.status == "ok":  # done: kept; missing or failed: tried again
-                    outcomes.append(previous)
+                    outcomes.append(previous)  # (searched: only its re-evaluation again)
                     continue
             if missing[method][0]:
                 outcomes.append(Outcome(args.task, method, repeat, *missing[method]))
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     spent = 0.0
     for i, (repeat, method, saved) in enumerate(todo):
         start = time.perf_counter()
-        outcomes.append(run_one(args, space, method, repeat, env, use_hpo))
+        outcomes.append(run_one(args, space, method, repeat, env, use_hpo, saved))
         atomic_write_json(saved, outcomes[-1].to_json())
         spent += time.perf_counter() - start
         left = (len(todo) - i - 1) * spent / (i + 1)
@@ -245,13 +245,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_one(
-    args: argparse.Namespace, space: list, method: str, repeat: int, env: Env, use_hpo: bool
+    args: argparse.Namespace,
+    space: list,
+    method: str,
+    repeat: int,
+    env: Env,
+    use_hpo: bool,
+    saved: Path,
 ) -> Outcome:
-    """One search and the re-evaluation of its choice, in a fresh working directory."""
+    """One search and the re-evaluation of its choice, in a working directory of its own.
+
+    The search is saved to ``saved`` (status ``searched``) before its re-evaluation starts,
+    so a run stopped while re-evaluating keeps the search's jobs and choice: run again, it
+    only re-evaluates.
+    """
     work = args.out / "work" / f"{method}-r{repeat}"
-    if work.exists():
+    searched = _searched(saved)
+    if work.exists() and searched is None:
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     space_file = work / "space.json"
     space_file.write_text(json.dumps(args.settings, indent=2))
     search = Search(
@@ -262,20 +274,39 @@ def run_one(
         seed=SEARCH_SEED + repeat,
         repeat=repeat,
     )
-    logger.info("%s repeat %d: searching in %s", method, repeat, work)
+    outcome = searched
     try:
-        if method in ZOO_METHODS:
-            outcome = zoo_search(search, method, work, env)
+        if searched is not None:
+            logger.info("%s repeat %d: searched before, %s", method, repeat, saved)
         else:
-            outcome = rl_relay_search(search, method, work, env, use_hpo)
-        if outcome.status == "ok":
+            logger.info("%s repeat %d: searching in %s", method, repeat, work)
+            if method in ZOO_METHODS:
+                outcome = zoo_search(search, method, work, env)
+            else:
+                outcome = rl_relay_search(search, method, work, env, use_hpo)
+            if outcome.status == "ok":
+                outcome.status = SEARCHED
+                atomic_write_json(saved, outcome.to_json())
+        if outcome.status == SEARCHED:
             logger.info("%s repeat %d: re-evaluating %s", method, repeat, outcome.overrides)
             start = time.perf_counter()
+            outcome.status = "ok"  # reevaluate() turns it to failed if a training fails
+            outcome.reeval_rewards, outcome.reeval_env_steps = [], 0
             reevaluate(search, outcome, args.reeval_seeds, work, env, REEVAL_SEED)
             outcome.host = host()
             logger.info("re-evaluation took %.0f s", time.perf_counter() - start)
     except (OSError, ValueError, KeyError) as err:
-        outcome = Outcome(args.task, method, repeat, "failed", f"{type(err).__name__}: {err}")
+        if outcome is None or outcome.status != "ok":  # failed in the search
+            outcome = Outcome(args.task, method, repeat)
+        outcome.status, outcome.detail = "failed", f"{type(err).__name__}: {err}"
     if not args.keep and outcome.status == "ok":
         shutil.rmtree(work, ignore_errors=True)
     return outcome
+
+
+def _searched(saved: Path) -> Outcome | None:
+    """The search saved at ``saved`` if it finished and only its re-evaluation is missing."""
+    if not saved.exists():
+        return None
+    previous = Outcome.from_json(json.loads(saved.read_text(encoding="utf-8")))
+    return previous if previous.status == SEARCHED else None

@@ -29,6 +29,9 @@ ZOO_STEPS_COLUMN = "user_attrs_" + ENV_STEPS_ATTR
 
 SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
 
+#: the status of a search saved before its re-evaluation: run again, only that is done
+SEARCHED = "searched"
+
 
 #: the CPU features that decide which kernels torch (and its oneDNN) run, so which float
 #: path a training takes
@@ -75,7 +78,8 @@ class Outcome:
     task: str
     method: str  # as typed: the compact syntax (methods.py)
     repeat: int
-    status: str = "ok"  # "ok", "missing" (not on this checkout), "not run", "failed"
+    #: "ok", "missing" (not on this checkout), "not run", "failed" or ``SEARCHED``
+    status: str = "ok"
     detail: str = ""
     trials: int = 0
     env_steps: int = 0
