@@ -185,6 +185,26 @@ def test_best_job_is_the_first_row_with_the_metric_and_overrides_in_template_typ
     }
 
 
+def test_with_early_stopping_the_best_job_is_the_best_one_trained_to_the_end(tmp_path) -> None:
+    """A stopped job's score is from a rung, not the end: the pick is among finished jobs
+    (as the zoo picks among complete trials), whichever way cluster_utils wrote the 0/1."""
+    all_data = tmp_path / "all_data.csv"
+    all_data.write_text(
+        ",_id,config.rl_config.n_steps,config.rl_config.policy_kwargs.activation_fn,"
+        "config.rl_config.gamma,mean_eprewmean,stopped_early\n"
+        "0,3,64,relu,0.99,300.0,1.0\n"
+        "1,4,64,relu,0.99,290.0,True\n"
+        "2,6,64,relu,0.99,280.0,\n"
+        "3,5,32,tanh,0.97,250.5,0.0\n"
+        "4,1,64,relu,0.97,100.0,False\n"
+    )
+    assert read_best_job(all_data, small_space(), "mean_eprewmean")[0] == 300.0
+    estimate, overrides = read_best_job(all_data, small_space(), "mean_eprewmean", True)
+    assert estimate == 250.5 and overrides["config.rl_config.n_steps"] == 32
+    jobs = search_jobs(all_data, "mean_eprewmean")
+    assert [j["stopped_early"] for j in jobs] == [False, True, True, False, False]
+
+
 def test_the_saved_search_keeps_every_job_by_id_with_its_score_steps_and_stop(tmp_path) -> None:
     # all_data.csv is written best first; a job that reported no reward keeps its place
     all_data = tmp_path / "all_data.csv"

@@ -196,6 +196,15 @@ def _number(row: Mapping[str, str], column: str) -> float | None:
     return None if value in ("", None, "nan") else float(value)
 
 
+def _stopped_early(row: Mapping[str, str]) -> bool | None:
+    """The row's ``stopped_early`` (written 0/1, by cluster_utils as 0.0/1.0 or a bool's
+    text); None when the row has none."""
+    value = row.get(STOPPED_EARLY)
+    if value in ("", None, "nan"):
+        return None
+    return value == "True" if value in ("True", "False") else float(value) != 0
+
+
 def _choice(row: Mapping[str, str], space: Sequence[Param]) -> dict[str, Any]:
     return {p.name: p.coerce(row[p.name]) for p in space}
 
@@ -208,7 +217,7 @@ def read_best_job(
     with open(all_data, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if _number(r, metric) is not None]
     if full_only:
-        rows = [r for r in rows if r.get(STOPPED_EARLY) in ("0", "0.0", "False")]
+        rows = [r for r in rows if _stopped_early(r) is False]  # unknown: not full
     if not rows:
         raise ValueError(f"{all_data}: no job reported {metric}")
     return float(rows[0][metric]), _choice(rows[0], space)  # cluster_utils writes it best first
@@ -236,7 +245,7 @@ def search_jobs(
                 "score": _number(row, metric),
                 "env_steps": int(_number(row, ENV_STEPS) or 0),
                 "iterations_done": int(_number(row, ITERATIONS_DONE) or 0),
-                "stopped_early": bool(_number(row, STOPPED_EARLY)),
+                "stopped_early": bool(_stopped_early(row)),
                 "rungs": rungs.get(job, {}),
             }
         )
