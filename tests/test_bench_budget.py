@@ -201,8 +201,14 @@ def test_with_early_stopping_the_best_job_is_the_best_one_trained_to_the_end(tmp
     assert read_best_job(all_data, small_space(), "mean_eprewmean")[0] == 300.0
     estimate, overrides = read_best_job(all_data, small_space(), "mean_eprewmean", True)
     assert estimate == 250.5 and overrides["config.rl_config.n_steps"] == 32
-    jobs = search_jobs(all_data, "mean_eprewmean")
+    jobs = search_jobs(all_data, "mean_eprewmean", space=small_space())
     assert [j["stopped_early"] for j in jobs] == [False, True, True, False, False]
+    # each saved job keeps its configuration, so another pick rule can be re-evaluated later
+    assert {j["id"]: j["overrides"] for j in jobs}[5] == {
+        "config.rl_config.n_steps": 32,
+        "config.rl_config.policy_kwargs.activation_fn": "tanh",
+        "config.rl_config.gamma": 0.97,
+    }
 
 
 def test_the_saved_search_keeps_every_job_by_id_with_its_score_steps_and_stop(tmp_path) -> None:

@@ -224,11 +224,16 @@ def read_best_job(
 
 
 def search_jobs(
-    all_data: Path, metric: str, stopping_records: Path | None = None
+    all_data: Path,
+    metric: str,
+    stopping_records: Path | None = None,
+    space: Sequence[Param] = (),
 ) -> list[dict[str, Any]]:
     """Every job of cluster_utils' ``all_data.csv`` by id: its ``metric`` (None when it
-    reported none), env steps, iterations done, whether it stopped early and, from early
-    stopping's records, its score at each rung it reached (``{"1": score, ...}``)."""
+    reported none), env steps, iterations done, whether it stopped early, from early
+    stopping's records its score at each rung it reached (``{"1": score, ...}``), and its
+    configuration (the ``space``'s overrides), so that another way of choosing among the
+    jobs can be tried on a saved search and its choice re-evaluated."""
     rungs: dict[int, dict[str, float | None]] = {}
     for record in all_records(stopping_records) if stopping_records else []:
         rungs.setdefault(record.job, {})[str(record.rung)] = record.score
@@ -247,6 +252,7 @@ def search_jobs(
                 "iterations_done": int(_number(row, ITERATIONS_DONE) or 0),
                 "stopped_early": bool(_stopped_early(row)),
                 "rungs": rungs.get(job, {}),
+                "overrides": _choice(row, space),
             }
         )
     return sorted(jobs, key=lambda job: job["id"])

@@ -417,7 +417,7 @@ def rl_relay_search(s: Search, method: str, work: Path, env: Env, use_hpo: bool)
     outcome.estimate, outcome.overrides = read_best_job(
         results.all_data, s.space, MEAN_REWARD, full_only=bool(m.stopping)
     )
-    outcome.jobs = search_jobs(results.all_data, MEAN_REWARD, results.early_stopping)
+    outcome.jobs = search_jobs(results.all_data, MEAN_REWARD, results.early_stopping, s.space)
     if m.picks:
         pick(s, m, results, outcome, work, env)
         outcome.wall_seconds = time.perf_counter() - started
