@@ -206,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
             saved = out / "searches" / f"{method}-r{repeat}.json"
             if saved.exists():
                 previous = Outcome.from_json(json.loads(saved.read_text()))
-                if previous.status == "ok":  # done: kept; missing or failed: tried again
-                    outcomes.append(previous)  # (searched: only its re-evaluation again)
+                # done: kept; searched: only re-evaluated (run_one); missing, failed: again
+                if previous.status == "ok":
+                    outcomes.append(previous)
                     continue
             if missing[method][0]:
                 outcomes.append(Outcome(args.task, method, repeat, *missing[method]))
