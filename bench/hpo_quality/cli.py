@@ -210,14 +210,17 @@ def main(argv: list[str] | None = None) -> int:
                 if previous.status == "ok":
                     outcomes.append(previous)
                     continue
+            else:
+                previous = None
             if missing[method][0]:
                 outcomes.append(Outcome(args.task, method, repeat, *missing[method]))
             else:
-                todo.append((repeat, method, saved))
+                searched = previous if previous and previous.status == SEARCHED else None
+                todo.append((repeat, method, saved, searched))
     if outcomes:
         print(f"{len(outcomes)} search(es) done before or not available, {len(todo)} to run")
     if args.report_only:
-        outcomes += [Outcome(args.task, method, repeat, "not run") for repeat, method, _ in todo]
+        outcomes += [Outcome(args.task, method, repeat, "not run") for repeat, method, *_ in todo]
         todo = []
     per_search = estimate(args, space, len(todo))
     if args.estimate:
@@ -226,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     if todo:
         atomic_write_json(options_file, run_options)
     spent = 0.0
-    for i, (repeat, method, saved) in enumerate(todo):
+    for i, (repeat, method, saved, searched) in enumerate(todo):
         start = time.perf_counter()
-        outcomes.append(run_one(args, space, method, repeat, env, use_hpo, saved))
+        outcomes.append(run_one(args, space, method, repeat, env, use_hpo, saved, searched))
         atomic_write_json(saved, outcomes[-1].to_json())
         spent += time.perf_counter() - start
         left = (len(todo) - i - 1) * spent / (i + 1)
@@ -253,15 +256,15 @@ def run_one(
     env: Env,
     use_hpo: bool,
     saved: Path,
+    searched: Outcome | None = None,
 ) -> Outcome:
     """One search and the re-evaluation of its choice, in a working directory of its own.
 
     The search is saved to ``saved`` (status ``searched``) before its re-evaluation starts,
-    so a run stopped while re-evaluating keeps the search's jobs and choice: run again, it
-    only re-evaluates.
+    so a run stopped while re-evaluating keeps the search's jobs and choice: run again with
+    that record as ``searched``, it only re-evaluates.
     """
     work = args.out / "work" / f"{method}-r{repeat}"
-    searched = _searched(saved)
     if work.exists() and searched is None:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -303,11 +306,3 @@ def run_one(
     if not args.keep and outcome.status == "ok":
         shutil.rmtree(work, ignore_errors=True)
     return outcome
-
-
-def _searched(saved: Path) -> Outcome | None:
-    """The search saved at ``saved`` if it finished and only its re-evaluation is missing."""
-    if not saved.exists():
-        return None
-    previous = Outcome.from_json(json.loads(saved.read_text(encoding="utf-8")))
-    return previous if previous.status == SEARCHED else None

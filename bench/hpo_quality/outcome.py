@@ -200,9 +200,10 @@ def _stopped_early(row: Mapping[str, str]) -> bool | None:
     """The row's ``stopped_early`` (written 0/1, by cluster_utils as 0.0/1.0 or a bool's
     text); None when the row has none."""
     value = row.get(STOPPED_EARLY)
-    if value in ("", None, "nan"):
-        return None
-    return value == "True" if value in ("True", "False") else float(value) != 0
+    if value in ("True", "False"):
+        return value == "True"
+    number = _number(row, STOPPED_EARLY)
+    return None if number is None else number != 0
 
 
 def _choice(row: Mapping[str, str], space: Sequence[Param]) -> dict[str, Any]:
