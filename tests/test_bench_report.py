@@ -237,3 +237,51 @@ def test_a_run_stopped_while_re_evaluating_keeps_the_search_and_only_re_evaluate
     assert done.status == "ok" and done.reeval_rewards == [470.0, 490.0]
     assert (done.jobs, done.env_steps, done.reeval_env_steps) == (searched.jobs, 48_000, 20_000)
     assert cli.main(argv) == 0 and len(searches) == 1  # done: neither searched nor re-evaluated
+
+
+def test_a_failed_re_evaluation_is_re_evaluated_again_and_a_failed_search_searched_again(
+    tmp_path, monkeypatch
+) -> None:
+    """A re-evaluation that failed (a training crashed, the disk filled) is done again on the
+    next run from the saved search; a search that failed is searched again."""
+    found = Outcome("cartpole", "cem", 0, trials=6, env_steps=48_000, estimate=480.0,
+                    overrides={"config.rl_config.n_steps": 64})  # fmt: skip
+    searches, reevaluations = [], []
+    search_fails = [True]
+
+    def search(*args, **kwargs) -> Outcome:
+        searches.append(args)
+        if search_fails[0]:
+            return Outcome("cartpole", "cem", 0, status="failed", detail="exit 1: boom")
+        return Outcome.from_json(found.to_json())
+
+    def reevaluated(s, outcome, seeds, *args) -> None:
+        reevaluations.append(outcome.overrides)
+        outcome.reeval_rewards += [470.0]
+        if len(reevaluations) == 1:
+            outcome.status, outcome.detail = "failed", "re-evaluation: reeval1 exit 1"
+
+    monkeypatch.setattr(cli, "availability", lambda methods, env: ({"cem": ("", "")}, True))
+    monkeypatch.setattr(cli, "estimate", lambda *args: 60.0)
+    monkeypatch.setattr(cli, "rl_relay_search", search)
+    monkeypatch.setattr(cli, "reevaluate", reevaluated)
+    argv = ["--methods", "cem", "--repeats", "1", "--out", str(tmp_path), "--reeval-seeds", "2"]
+    saved = tmp_path / "cartpole" / "searches" / "cem-r0.json"
+    assert cli.main(argv) == 1
+    failed = Outcome.from_json(json.loads(saved.read_text()))
+    assert (failed.status, failed.failed_in, len(searches), reevaluations) == (
+        "failed",
+        "search",
+        1,
+        [],
+    )
+    search_fails[0] = False
+    assert cli.main(argv) == 1  # searched again; its re-evaluation fails
+    failed = Outcome.from_json(json.loads(saved.read_text()))
+    assert (failed.status, failed.failed_in, len(searches)) == ("failed", "re-evaluation", 2)
+    assert failed.overrides == found.overrides and failed.env_steps == 48_000
+    assert cli.main(argv) == 0  # only re-evaluated, from the kept search
+    done = Outcome.from_json(json.loads(saved.read_text()))
+    assert len(searches) == 2 and reevaluations == [found.overrides] * 2
+    assert (done.status, done.detail, done.failed_in) == ("ok", "", "")
+    assert done.reeval_rewards == [470.0] and done.env_steps == 48_000

@@ -37,7 +37,7 @@ from rl_relay.metrics import DEFAULT_REWARD_COLUMN
 from . import REPO
 from .cost import expected_seconds
 from .methods import RL_RELAY_METHODS, ZOO_METHODS, is_known, parse_method
-from .outcome import SEARCH_SEED, SEARCHED, Outcome, host
+from .outcome import IN_REEVALUATION, SEARCH_SEED, SEARCHED, Outcome, host
 from .report import report
 from .runs import Env, Search, availability, reevaluate, rl_relay_search, zoo_search
 from .space import restrict, space_of
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             saved = out / "searches" / f"{method}-r{repeat}.json"
             if saved.exists():
                 previous = Outcome.from_json(json.loads(saved.read_text()))
-                # done: kept; searched: only re-evaluated (run_one); missing, failed: again
+                # done: kept; searched or failed in its re-evaluation: only re-evaluated
+                # (run_one); missing, failed in the search: searched again
                 if previous.status == "ok":
                     outcomes.append(previous)
                     continue
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             if missing[method][0]:
                 outcomes.append(Outcome(args.task, method, repeat, *missing[method]))
             else:
-                searched = previous if previous and previous.status == SEARCHED else None
+                searched = previous if previous and previous.resumable else None
                 todo.append((repeat, method, saved, searched))
     if outcomes:
         print(f"{len(outcomes)} search(es) done before or not available, {len(todo)} to run")
@@ -262,7 +263,9 @@ def run_one(
 
     The search is saved to ``saved`` (status ``searched``) before its re-evaluation starts,
     so a run stopped while re-evaluating keeps the search's jobs and choice: run again with
-    that record as ``searched``, it only re-evaluates.
+    that record as ``searched``, it only re-evaluates. So does a run given a record whose
+    re-evaluation failed (``failed_in``): searching again with the same seed would cost the
+    whole search and mostly choose the same.
     """
     work = args.out / "work" / f"{method}-r{repeat}"
     if work.exists() and searched is None:
@@ -282,6 +285,7 @@ def run_one(
     try:
         if searched is not None:
             logger.info("%s repeat %d: searched before, %s", method, repeat, saved)
+            outcome.status, outcome.detail, outcome.failed_in = SEARCHED, "", ""
         else:
             logger.info("%s repeat %d: searching in %s", method, repeat, work)
             if method in ZOO_METHODS:
@@ -291,17 +295,23 @@ def run_one(
             if outcome.status == "ok":
                 outcome.status = SEARCHED
                 atomic_write_json(saved, outcome.to_json())
+            elif outcome.status == "failed":
+                outcome.failed_in = "search"
         if outcome.status == SEARCHED:
             logger.info("%s repeat %d: re-evaluating %s", method, repeat, outcome.overrides)
             start = time.perf_counter()
             outcome.status = "ok"  # reevaluate() turns it to failed if a training fails
             outcome.reeval_rewards, outcome.reeval_env_steps = [], 0
             reevaluate(search, outcome, args.reeval_seeds, work, env, REEVAL_SEED)
+            if outcome.status == "failed":
+                outcome.failed_in = IN_REEVALUATION
             outcome.host = host()
             logger.info("re-evaluation took %.0f s", time.perf_counter() - start)
     except (OSError, ValueError, KeyError) as err:
         if outcome is None or outcome.status != "ok":  # failed in the search
-            outcome = Outcome(args.task, method, repeat)
+            outcome = Outcome(args.task, method, repeat, failed_in="search")
+        else:
+            outcome.failed_in = IN_REEVALUATION
         outcome.status, outcome.detail = "failed", f"{type(err).__name__}: {err}"
     if not args.keep and outcome.status == "ok":
         shutil.rmtree(work, ignore_errors=True)

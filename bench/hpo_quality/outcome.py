@@ -31,6 +31,9 @@ SEARCH_SEED = 100  # repeat r searches with seed SEARCH_SEED + r
 
 #: the status of a search saved before its re-evaluation: run again, only that is done
 SEARCHED = "searched"
+#: ``Outcome.failed_in`` of a search that finished and whose re-evaluation failed: run
+#: again, only the re-evaluation is done again (the search would choose the same)
+IN_REEVALUATION = "re-evaluation"
 
 
 #: the CPU features that decide which kernels torch (and its oneDNN) run, so which float
@@ -95,6 +98,15 @@ class Outcome:
     #: trained and whether it stopped early, so a stopping rule's decisions can be looked
     #: at (or replayed) after the search's directory is gone
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    #: with status "failed": "search" or ``IN_REEVALUATION`` (the search's fields are kept)
+    failed_in: str = ""
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a run started again only re-evaluates this one (its search is kept)."""
+        return self.status == SEARCHED or (
+            self.status == "failed" and self.failed_in == IN_REEVALUATION
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
