@@ -1,5 +1,6 @@
-"""Every relative link in the README and ``docs/`` leads somewhere: a renamed heading or a
-moved file otherwise leaves a newcomer at a dead link (GitHub shows no error)."""
+"""The README and ``docs/`` a newcomer reads: every relative link leads somewhere (a renamed
+heading or moved file otherwise leaves a dead link; GitHub shows no error), and the README's
+benchmark figures are ones the benchmark wrote."""
 
 from __future__ import annotations
 
@@ -61,3 +62,29 @@ def test_the_readme_links_to_the_docs() -> None:
     """The README is the five-minute page; the detail must be reachable from it."""
     linked = {t.partition("#")[0] for t in relative_links(REPO / "README.md")}
     assert "docs/benchmark.md" in linked and "docs/early_stopping.md" in linked
+
+
+#: a README benchmark row: method | search seeds | env steps / search | re-evaluated
+README_ROW = re.compile(r"^\| (.+?) \| (\d+)-(\d+) \| ([\d,]+) \| (-?[\d.]+ ± [\d.]+) \|$", re.M)
+
+
+def report_rows(report: Path) -> list[tuple[int, str, str]]:
+    """(searches, env steps, re-evaluated) of each row of a benchmark report's table."""
+    cells = (line.split(" | ") for line in report.read_text(encoding="utf-8").splitlines())
+    return [(int(c[1]), c[2], c[5]) for c in cells if len(c) == 7 and c[1].isdigit()]
+
+
+def test_the_readme_benchmark_figures_are_the_saved_reports() -> None:
+    """The README's benchmark tables quote only measured figures: each row's env steps and
+    re-evaluated mean ± CI are a row of a report ``bench/hpo_quality.py`` wrote from that
+    many searches (one per search seed), starting at that seed."""
+    rows = README_ROW.findall((REPO / "README.md").read_text(encoding="utf-8"))
+    assert len(rows) >= 10
+    unmatched = []
+    for method, first, last, steps, score in rows:
+        searches, start = int(last) - int(first) + 1, int(first) - 100
+        name = "hpo_quality.md" if start == 0 else f"hpo_quality_from_r{start}.md"
+        reports = list((REPO / "bench" / "results").glob(f"*/{name}"))
+        if not any((searches, steps, score) in report_rows(r) for r in reports):
+            unmatched.append(f"{method} ({first}-{last}): {steps}, {score} not in any {name}")
+    assert not unmatched, unmatched
