@@ -4,10 +4,14 @@ benchmark figures are ones the benchmark wrote."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import pytest
+
+from bench.hpo_quality.outcome import SEARCH_SEED
+from bench.hpo_quality.report import report_stem
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -21,6 +25,7 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@functools.cache  # one page is the target of many links
 def anchors(page: Path) -> set[str]:
     """The anchors a page offers: its headings (repeats get -1, -2, ...) and HTML ids."""
     text = FENCE.sub("", page.read_text(encoding="utf-8"))
@@ -82,8 +87,8 @@ def test_the_readme_benchmark_figures_are_the_saved_reports() -> None:
     assert len(rows) >= 10
     unmatched = []
     for method, first, last, steps, score in rows:
-        searches, start = int(last) - int(first) + 1, int(first) - 100
-        name = "hpo_quality.md" if start == 0 else f"hpo_quality_from_r{start}.md"
+        searches = int(last) - int(first) + 1
+        name = f"{report_stem(int(first) - SEARCH_SEED)}.md"
         reports = list((REPO / "bench" / "results").glob(f"*/{name}"))
         if not any((searches, steps, score) in report_rows(r) for r in reports):
             unmatched.append(f"{method} ({first}-{last}): {steps}, {score} not in any {name}")

@@ -37,7 +37,7 @@ from rl_relay.metrics import DEFAULT_REWARD_COLUMN
 from . import REPO
 from .cost import expected_seconds
 from .methods import RL_RELAY_METHODS, ZOO_METHODS, is_known, parse_method
-from .outcome import IN_REEVALUATION, SEARCH_SEED, SEARCHED, Outcome, host
+from .outcome import IN_REEVALUATION, IN_SEARCH, SEARCH_SEED, SEARCHED, Outcome, host
 from .report import report
 from .runs import Env, Search, availability, reevaluate, rl_relay_search, zoo_search
 from .space import restrict, space_of
@@ -296,7 +296,7 @@ def run_one(
                 outcome.status = SEARCHED
                 atomic_write_json(saved, outcome.to_json())
             elif outcome.status == "failed":
-                outcome.failed_in = "search"
+                outcome.failed_in = IN_SEARCH
         if outcome.status == SEARCHED:
             logger.info("%s repeat %d: re-evaluating %s", method, repeat, outcome.overrides)
             start = time.perf_counter()
@@ -309,7 +309,7 @@ def run_one(
             logger.info("re-evaluation took %.0f s", time.perf_counter() - start)
     except (OSError, ValueError, KeyError) as err:
         if outcome is None or outcome.status != "ok":  # failed in the search
-            outcome = Outcome(args.task, method, repeat, failed_in="search")
+            outcome = Outcome(args.task, method, repeat, failed_in=IN_SEARCH)
         else:
             outcome.failed_in = IN_REEVALUATION
         outcome.status, outcome.detail = "failed", f"{type(err).__name__}: {err}"

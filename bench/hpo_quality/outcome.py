@@ -34,6 +34,8 @@ SEARCHED = "searched"
 #: ``Outcome.failed_in`` of a search that finished and whose re-evaluation failed: run
 #: again, only the re-evaluation is done again (the search would choose the same)
 IN_REEVALUATION = "re-evaluation"
+#: ``Outcome.failed_in`` of a search that failed: run again, it is searched again
+IN_SEARCH = "search"
 
 
 #: the CPU features that decide which kernels torch (and its oneDNN) run, so which float
@@ -98,7 +100,7 @@ class Outcome:
     #: trained and whether it stopped early, so a stopping rule's decisions can be looked
     #: at (or replayed) after the search's directory is gone
     jobs: list[dict[str, Any]] = field(default_factory=list)
-    #: with status "failed": "search" or ``IN_REEVALUATION`` (the search's fields are kept)
+    #: with status "failed": ``IN_SEARCH`` or ``IN_REEVALUATION`` (the search's fields kept)
     failed_in: str = ""
 
     @property

@@ -177,6 +177,12 @@ def write_csv(path: Path, outcomes: Sequence[Outcome]) -> None:
             writer.writerow(row)
 
 
+def report_stem(first_repeat: int) -> str:
+    """The report files' name for searches from ``first_repeat`` on (search seed
+    ``SEARCH_SEED + first_repeat``): a confirmation on new seeds keeps its own files."""
+    return "hpo_quality" if not first_repeat else f"hpo_quality_from_r{first_repeat}"
+
+
 def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
     """Print the table; write CSV, Markdown and PNG; 1 if any search or re-evaluation failed."""
     out = args.out
@@ -196,7 +202,7 @@ def report(args: argparse.Namespace, outcomes: list[Outcome]) -> int:
     print("\n" + header + "\n\n" + table)
     # A confirmation on new search seeds gets files of its own: the full table stays.
     first = getattr(args, "from_repeat", 0)
-    stem = "hpo_quality" if not first else f"hpo_quality_from_r{first}"
+    stem = report_stem(first)
     if first:
         header += f"; search seeds from {SEARCH_SEED + first} on (repeats {first}+) only"
     files = [out / f"{stem}.{ext}" for ext in ("csv", "md", "png")]
